@@ -1,0 +1,41 @@
+//! The command line, in one place.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// Secure, reproducible work on shared GPU servers: an SSH agent with a forwarding policy,
+/// per-project keys, OpenSSH config auditing and conda environments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "airlock",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// More log output on stderr (repeat for more). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the SSH agent (a drop-in for ssh-agent): `eval "$(airlock agent)"`.
+    Agent(commands::agent::Args),
+    /// Per-project SSH keys: new, list, show, load, rm, import.
+    Key(commands::key::Args),
+    /// Read, audit and write OpenSSH client configuration.
+    #[command(name = "ssh-config")]
+    SshConfig(commands::ssh_config::Args),
+    /// Conda environments: create, list, remove, export, lock, install, update, run, shell-hook.
+    Env(commands::env::Args),
+    /// Run the whole workflow end to end on loopback, with throwaway sshd servers.
+    Demo(commands::demo::Args),
+}

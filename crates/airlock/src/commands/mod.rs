@@ -1,0 +1,22 @@
+//! One module per command; each has an `Args` struct and a `run` function.
+
+pub mod agent;
+pub mod demo;
+pub mod env;
+pub mod key;
+pub mod ssh_config;
+
+use std::process::ExitCode;
+
+use crate::cli::Command;
+
+/// Dispatch a parsed command.
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Agent(args) => agent::run(args),
+        Command::Key(args) => key::run(args),
+        Command::SshConfig(args) => ssh_config::run(args),
+        Command::Env(args) => env::run(args),
+        Command::Demo(args) => demo::run(args),
+    }
+}

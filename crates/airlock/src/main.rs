@@ -1,0 +1,26 @@
+//! `airlock`: one binary for secure, reproducible work on shared GPU servers.
+//!
+//! The binary is glue: it parses the command line, installs logging and dispatches to one module
+//! per command. Each command turns its flags and environment into plain settings and calls the
+//! library crates.
+
+mod cli;
+mod commands;
+mod logging;
+mod paths;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(cli.verbose, cli.quiet);
+    match commands::run(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("airlock: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

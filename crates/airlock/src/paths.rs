@@ -1,0 +1,63 @@
+//! Where things live (XDG), and the environment variables that override them: the one module
+//! that names `AIRLOCK_*` variables.
+
+use std::path::PathBuf;
+
+/// `AIRLOCK_AGENT_SOCK`: the agent socket, overriding the default under `$XDG_RUNTIME_DIR`.
+pub const ENV_AGENT_SOCK: &str = "AIRLOCK_AGENT_SOCK";
+/// `AIRLOCK_KEYS_DIR`: the directory of project keys, default `~/.ssh/airlock`.
+pub const ENV_KEYS_DIR: &str = "AIRLOCK_KEYS_DIR";
+/// `AIRLOCK_POLICY`: the policy file.
+pub const ENV_POLICY: &str = "AIRLOCK_POLICY";
+/// `AIRLOCK_AUDIT`: the audit log.
+pub const ENV_AUDIT: &str = "AIRLOCK_AUDIT";
+
+/// The user's home directory (`$HOME`).
+pub fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(v) if !v.is_empty() && PathBuf::from(&v).is_absolute() => PathBuf::from(v),
+        _ => home().join(fallback),
+    }
+}
+
+/// `$XDG_CONFIG_HOME/airlock`.
+pub fn config_dir() -> PathBuf {
+    xdg("XDG_CONFIG_HOME", ".config").join("airlock")
+}
+
+/// `$XDG_STATE_HOME/airlock`.
+pub fn state_dir() -> PathBuf {
+    xdg("XDG_STATE_HOME", ".local/state").join("airlock")
+}
+
+/// `$XDG_DATA_HOME/airlock`.
+pub fn data_dir() -> PathBuf {
+    xdg("XDG_DATA_HOME", ".local/share").join("airlock")
+}
+
+/// `$XDG_CACHE_HOME/airlock`.
+pub fn cache_dir() -> PathBuf {
+    xdg("XDG_CACHE_HOME", ".cache").join("airlock")
+}
+
+/// `~/.ssh/airlock`: keys, and the agent socket when there is no runtime directory.
+pub fn keys_dir() -> PathBuf {
+    std::env::var_os(ENV_KEYS_DIR)
+        .map_or_else(|| home().join(".ssh").join("airlock"), PathBuf::from)
+}
+
+/// The default agent socket: `$AIRLOCK_AGENT_SOCK`, else `$XDG_RUNTIME_DIR/airlock/agent.sock`,
+/// else `~/.ssh/airlock/agent.sock`.
+pub fn agent_socket() -> PathBuf {
+    if let Some(p) = std::env::var_os(ENV_AGENT_SOCK) {
+        return PathBuf::from(p);
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(v) if !v.is_empty() => PathBuf::from(v).join("airlock").join("agent.sock"),
+        _ => keys_dir().join("agent.sock"),
+    }
+}
