@@ -60,6 +60,8 @@ MaxSessions 50
 pub struct SshdBuilder {
     host_key_types: Vec<KeyType>,
     extra_config: Vec<String>,
+    /// Tried before any port from the kernel; lets the unit test exercise the retry.
+    first_port: Option<u16>,
 }
 
 impl Default for SshdBuilder {
@@ -67,6 +69,7 @@ impl Default for SshdBuilder {
         SshdBuilder {
             host_key_types: vec![KeyType::Ed25519],
             extra_config: Vec::new(),
+            first_port: None,
         }
     }
 }
@@ -175,8 +178,12 @@ impl Sshd {
         let user = current_user();
 
         let mut last_log = String::new();
+        let mut first_port = options.first_port;
         for _ in 0..BIND_ATTEMPTS {
-            let port = free_port()?;
+            let port = match first_port.take() {
+                Some(port) => port,
+                None => free_port()?,
+            };
             let mut text = String::new();
             for line in &options.extra_config {
                 let _ = writeln!(text, "{line}");
@@ -489,4 +496,32 @@ fn current_user() -> String {
         .ok()
         .flatten()
         .map_or_else(|| "root".to_owned(), |user| user.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_is_retried_with_another() {
+        let squatter = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let taken = squatter.local_addr().unwrap().port();
+        let options = SshdBuilder {
+            first_port: Some(taken),
+            ..SshdBuilder::default()
+        };
+        let sshd = options.start().unwrap();
+        assert_ne!(sshd.port(), taken);
+        assert!(std::net::TcpStream::connect(sshd.address()).is_ok());
+    }
+
+    #[test]
+    fn a_bad_config_line_is_reported_with_the_log() {
+        let error = Sshd::builder()
+            .config_line("NoSuchOption yes")
+            .start()
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("NoSuchOption"), "{text}");
+    }
 }
