@@ -223,7 +223,7 @@ fn breadth(header: &Header) -> Option<(bool, String)> {
                 .find(|p| {
                     p.starts_with('*')
                         || p.starts_with('?')
-                        || p.chars().filter(|c| c.is_ascii_alphanumeric()).count() < 3
+                        || p.chars().filter(char::is_ascii_alphanumeric).count() < 3
                 })
                 .map(|p| (false, format!("the broad wildcard Host {p}")))
         }
@@ -327,7 +327,7 @@ pub fn check(options: &CheckOptions) -> Result<Vec<Finding>, Error> {
             "proxycommand" => {
                 let words: Vec<&str> = d.rest.split_whitespace().collect();
                 if words.first().is_some_and(|w| w.ends_with("ssh")) {
-                    if words.iter().any(|w| *w == "-A") {
+                    if words.contains(&"-A") {
                         push(
                             "forward-agent-proxyjump",
                             Severity::Warning,
@@ -393,20 +393,20 @@ pub fn check(options: &CheckOptions) -> Result<Vec<Finding>, Error> {
                     }
                 }
             }
-            if let Header::Host(hosts) = &d.header {
-                if let Some(j) = hosts.iter().find(|h| jump_hosts.contains(*h)) {
-                    push(
-                        "forward-agent-proxyjump",
-                        Severity::Warning,
-                        &d.location,
-                        format!(
-                            "ForwardAgent is enabled for `{j}`, which is used as a jump host: it only relays connections and never needs your agent"
-                        ),
-                        format!(
-                            "remove ForwardAgent from `{j}` and reach the inner hosts with `ProxyJump {j}`"
-                        ),
-                    );
-                }
+            if let Header::Host(hosts) = &d.header
+                && let Some(j) = hosts.iter().find(|h| jump_hosts.contains(*h))
+            {
+                push(
+                    "forward-agent-proxyjump",
+                    Severity::Warning,
+                    &d.location,
+                    format!(
+                        "ForwardAgent is enabled for `{j}`, which is used as a jump host: it only relays connections and never needs your agent"
+                    ),
+                    format!(
+                        "remove ForwardAgent from `{j}` and reach the inner hosts with `ProxyJump {j}`"
+                    ),
+                );
             }
         }
         if d.keyword == "stricthostkeychecking"
@@ -431,29 +431,29 @@ pub fn check(options: &CheckOptions) -> Result<Vec<Finding>, Error> {
                 "remove the line (default ~/.ssh/known_hosts), or point it at a real file".into(),
             );
         }
-        if d.keyword == "identityfile" {
-            if let Some(path) = d.args.first().and_then(|a| expand_home(a, ctx)) {
-                match mode_of(&path) {
-                    None => push(
-                        "identity-file-missing",
-                        Severity::Warning,
-                        &d.location,
-                        format!("IdentityFile {} does not exist", path.display()),
-                        "create the key (`airlock key new NAME`) or remove the line".into(),
+        if d.keyword == "identityfile"
+            && let Some(path) = d.args.first().and_then(|a| expand_home(a, ctx))
+        {
+            match mode_of(&path) {
+                None => push(
+                    "identity-file-missing",
+                    Severity::Warning,
+                    &d.location,
+                    format!("IdentityFile {} does not exist", path.display()),
+                    "create the key (`airlock key new NAME`) or remove the line".into(),
+                ),
+                Some(mode) if mode & 0o077 != 0 => push(
+                    "identity-file-permissions",
+                    Severity::Error,
+                    &d.location,
+                    format!(
+                        "IdentityFile {} has mode {:04o}: others can read or change it, and ssh refuses keys readable by others",
+                        path.display(),
+                        mode & 0o7777
                     ),
-                    Some(mode) if mode & 0o077 != 0 => push(
-                        "identity-file-permissions",
-                        Severity::Error,
-                        &d.location,
-                        format!(
-                            "IdentityFile {} has mode {:04o}: others can read or change it, and ssh refuses keys readable by others",
-                            path.display(),
-                            mode & 0o7777
-                        ),
-                        format!("chmod 600 {}", path.display()),
-                    ),
-                    Some(_) => {}
-                }
+                    format!("chmod 600 {}", path.display()),
+                ),
+                Some(_) => {}
             }
         }
         let _ = at;
@@ -474,42 +474,41 @@ pub fn check(options: &CheckOptions) -> Result<Vec<Finding>, Error> {
                 })
         };
         for t in &resolved.trace {
-            if let TraceOutcome::Shadowed(by) = &t.outcome {
-                if block_of(&t.location) == Some(true) {
-                    let by_text = by
-                        .as_ref()
-                        .map_or_else(|| "an earlier line".to_owned(), ToString::to_string);
-                    push(
-                        "shadowed-setting",
-                        Severity::Warning,
-                        &t.location,
-                        format!(
-                            "{} here never takes effect for `{host}`: {by_text} set it first (the first value obtained wins)",
-                            t.keyword
-                        ),
-                        format!(
-                            "move the `Host {host}` block above the block at {by_text}, or remove the earlier setting"
-                        ),
-                    );
-                }
+            if let TraceOutcome::Shadowed(by) = &t.outcome
+                && block_of(&t.location) == Some(true)
+            {
+                let by_text = by
+                    .as_ref()
+                    .map_or_else(|| "an earlier line".to_owned(), ToString::to_string);
+                push(
+                    "shadowed-setting",
+                    Severity::Warning,
+                    &t.location,
+                    format!(
+                        "{} here never takes effect for `{host}`: {by_text} set it first (the first value obtained wins)",
+                        t.keyword
+                    ),
+                    format!(
+                        "move the `Host {host}` block above the block at {by_text}, or remove the earlier setting"
+                    ),
+                );
             }
         }
         if resolved.identity_files.len() >= 2
             && !resolved.identities_only
             && resolved.origins.contains_key("identityfile")
+            && let Some(loc) = resolved.origins.get("identityfile")
         {
-            if let Some(loc) = resolved.origins.get("identityfile") {
-                push(
-                    "identities-without-identitiesonly",
-                    Severity::Warning,
-                    loc,
-                    format!(
-                        "`{host}` is offered {} identities and every key in the agent, without IdentitiesOnly: servers see all of them and may lock you out after too many attempts",
-                        resolved.identity_files.len()
-                    ),
-                    format!("add `IdentitiesOnly yes` to the `Host {host}` block"),
-                );
-            }
+            push(
+                "identities-without-identitiesonly",
+                Severity::Warning,
+                loc,
+                format!(
+                    "`{host}` is offered {} identities and every key in the agent, without IdentitiesOnly: servers see all of them and may lock you out after too many attempts",
+                    resolved.identity_files.len()
+                ),
+                format!("add `IdentitiesOnly yes` to the `Host {host}` block"),
+            );
         }
     }
 

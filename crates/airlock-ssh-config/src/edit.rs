@@ -239,29 +239,26 @@ pub fn apply_add_host(text: &str, block: &HostBlock) -> Result<String, Error> {
         });
         let mut new_block = vec![format!("Host {}", block.alias)];
         new_block.extend(block.managed_lines(INDENT)?);
-        match insert_at {
-            Some(at) => {
-                for p in lines.get(..at).unwrap_or_default() {
-                    out.push(p.text.clone());
-                }
-                if out.last().is_some_and(|l| !l.trim().is_empty()) {
-                    out.push(String::new());
-                }
-                out.extend(new_block);
+        if let Some(at) = insert_at {
+            for p in lines.get(..at).unwrap_or_default() {
+                out.push(p.text.clone());
+            }
+            if out.last().is_some_and(|l| !l.trim().is_empty()) {
                 out.push(String::new());
-                for p in lines.get(at..).unwrap_or_default() {
-                    out.push(p.text.clone());
-                }
             }
-            None => {
-                for p in &lines {
-                    out.push(p.text.clone());
-                }
-                if out.last().is_some_and(|l| !l.trim().is_empty()) {
-                    out.push(String::new());
-                }
-                out.extend(new_block);
+            out.extend(new_block);
+            out.push(String::new());
+            for p in lines.get(at..).unwrap_or_default() {
+                out.push(p.text.clone());
             }
+        } else {
+            for p in &lines {
+                out.push(p.text.clone());
+            }
+            if out.last().is_some_and(|l| !l.trim().is_empty()) {
+                out.push(String::new());
+            }
+            out.extend(new_block);
         }
     }
     if !guard_last {
@@ -345,9 +342,7 @@ pub fn add_host(
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o7777)
-            .unwrap_or(0o600);
+        let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode)).map_err(io)?;
     }
     tmp.write_all(new_text.as_bytes()).map_err(io)?;
@@ -429,7 +424,7 @@ fn verify(new_file: &Path, block: &HostBlock, context: &LocalContext) -> Result<
     }
     match (&block.forward_agent, &r.forward_agent) {
         (Some(_), ForwardAgent::Socket(_)) | (None, ForwardAgent::No) => {}
-        (Some(_), _) | (None, _) => return Err(shadow("ForwardAgent", "forwardagent")),
+        (Some(_) | None, _) => return Err(shadow("ForwardAgent", "forwardagent")),
     }
     Ok(())
 }

@@ -717,6 +717,10 @@ fn fwd_fields(spec: &str) -> Option<Vec<(String, bool)>> {
 }
 
 /// `parse_forward`: `None` on a bad specification.
+#[allow(
+    clippy::many_single_char_names,
+    reason = "fields named as in parse_forward"
+)]
 pub(crate) fn parse_forward(
     spec: &str,
     dynamic: bool,
@@ -1087,16 +1091,16 @@ impl Options {
                     if rec.first(kw, loc, active, v.rekey_limit.is_some()) {
                         v.rekey_limit = Some(val);
                     }
-                    if let Some(b) = av.next() {
-                        if b != "none" {
-                            let t = if b.is_empty() {
-                                return Err("missing time value".into());
-                            } else {
-                                convtime(b).ok_or("invalid time value")?
-                            };
-                            if active && v.rekey_interval.is_none() {
-                                v.rekey_interval = Some(t);
-                            }
+                    if let Some(b) = av.next()
+                        && b != "none"
+                    {
+                        let t = if b.is_empty() {
+                            return Err("missing time value".into());
+                        } else {
+                            convtime(b).ok_or("invalid time value")?
+                        };
+                        if active && v.rekey_interval.is_none() {
+                            v.rekey_interval = Some(t);
                         }
                     }
                 }
@@ -1486,7 +1490,7 @@ impl Options {
                             let a = a.filter(|s| !s.is_empty()).ok_or("missing argument.")?;
                             ("true", convtime(a).ok_or("unsupported option")?)
                         }
-                        (None, Some(_)) | (Some(_), Some(_)) => {
+                        (None | Some(_), Some(_)) => {
                             return Err("unsupported option".into());
                         }
                         (Some(s), None) => (s, 0),
@@ -1516,10 +1520,11 @@ fn validate_agent_path(a: &str, env: &ParseEnv<'_>) -> Res {
     if expand::expand(a, None, true, env.getenv).is_err() {
         return Err(format!("Invalid environment expansion {a}."));
     }
-    if let Some(name) = a.strip_prefix('$') {
-        if !name.starts_with('{') && !valid_env_name(name) {
-            return Err(format!("Invalid environment name {a}."));
-        }
+    if let Some(name) = a.strip_prefix('$')
+        && !name.starts_with('{')
+        && !valid_env_name(name)
+    {
+        return Err(format!("Invalid environment name {a}."));
     }
     Ok(())
 }
@@ -1549,10 +1554,10 @@ fn parse_jump(s: &str, v: &mut Values, take: bool) -> Option<()> {
             v.jump_host = Some(host);
             v.jump_port = port;
             v.proxy_command = Some("none".into());
-            if let Some(i) = s.rfind(',') {
-                if i != 0 {
-                    v.jump_extra = s.get(..i).map(str::to_owned);
-                }
+            if let Some(i) = s.rfind(',')
+                && i != 0
+            {
+                v.jump_extra = s.get(..i).map(str::to_owned);
             }
         }
     }

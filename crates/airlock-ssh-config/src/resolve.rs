@@ -157,6 +157,7 @@ impl ResolvedConfig {
     }
 }
 
+#[allow(clippy::struct_field_names, reason = "`final_pass` is OpenSSH's name")]
 struct Pass<'a> {
     opts: &'a mut Options,
     ctx: &'a LocalContext,
@@ -254,20 +255,19 @@ impl Pass<'_> {
             Line::Directive(d) => d,
         };
         let keyword = split.keyword.to_ascii_lowercase();
-        let kind = match lookup_keyword(&keyword) {
-            Some(k) => k,
-            None => {
-                let ignored =
-                    self.opts.v.ignored_unknown.as_deref().is_some_and(|p| {
-                        match_pattern_list(&keyword, p, true) == ListMatch::Matched
-                    });
-                if ignored {
-                    return Ok(());
-                }
-                return Err(LineError::Bad(format!(
-                    "Bad configuration option: {keyword}"
-                )));
+        let Some(kind) = lookup_keyword(&keyword) else {
+            let ignored = self
+                .opts
+                .v
+                .ignored_unknown
+                .as_deref()
+                .is_some_and(|p| match_pattern_list(&keyword, p, true) == ListMatch::Matched);
+            if ignored {
+                return Ok(());
             }
+            return Err(LineError::Bad(format!(
+                "Bad configuration option: {keyword}"
+            )));
         };
         let args = crate::lexer::argv_split(&split.rest)
             .ok_or_else(|| LineError::Bad("invalid quotes".into()))?;
@@ -1347,19 +1347,16 @@ fn finish(
     } else {
         put("addkeystoagent", ak_life.to_string());
     }
-    let forward_agent = match &v.forward_agent_sock_path {
-        Some(p) => {
-            put("forwardagent", p.clone());
-            ForwardAgent::Socket(p.clone())
-        }
-        None => {
-            let b = v.forward_agent.unwrap_or(false);
-            put("forwardagent", yn(b));
-            if b {
-                ForwardAgent::Yes
-            } else {
-                ForwardAgent::No
-            }
+    let forward_agent = if let Some(p) = &v.forward_agent_sock_path {
+        put("forwardagent", p.clone());
+        ForwardAgent::Socket(p.clone())
+    } else {
+        let b = v.forward_agent.unwrap_or(false);
+        put("forwardagent", yn(b));
+        if b {
+            ForwardAgent::Yes
+        } else {
+            ForwardAgent::No
         }
     };
     put(
