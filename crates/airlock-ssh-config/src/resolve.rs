@@ -502,12 +502,38 @@ fn check_perm(path: &Path, uid: u32) -> Result<(), Error> {
         path: path.to_path_buf(),
         source,
     })?;
-    if (meta.uid() != 0 && meta.uid() != uid) || meta.mode() & 0o022 != 0 {
+    let bad_owner = meta.uid() != 0 && meta.uid() != uid;
+    let world_writable = meta.mode() & 0o002 != 0;
+    let group_writable = meta.mode() & 0o020 != 0 && !private_group(meta.gid(), uid);
+    if bad_owner || world_writable || group_writable {
         return Err(Error::BadPermissions {
             path: path.to_path_buf(),
         });
     }
     Ok(())
+}
+
+/// Debian's `user-group-modes` patch lets a file be group-writable when its group is the
+/// user's private group. Approximated as: the group is named after the user, is the user's
+/// primary group, and lists no other member. Upstream OpenSSH (macOS) never allows it.
+#[cfg(unix)]
+fn private_group(gid: u32, uid: u32) -> bool {
+    if !cfg!(target_os = "linux") {
+        return false;
+    }
+    let Some(user) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+    else {
+        return false;
+    };
+    let Some(group) = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+    else {
+        return false;
+    };
+    group.name == user.name && user.gid.as_raw() == gid && group.mem.iter().all(|m| *m == user.name)
 }
 
 #[cfg(not(unix))]

@@ -207,6 +207,13 @@ fn corpus_agrees_with_ssh_g() {
         if home_aux.is_dir() {
             copy_tree(&home_aux, &sb.home, &subst);
         }
+        for line in text.lines() {
+            if let Some(spec) = line.strip_prefix("#@chmod ") {
+                let mut it = spec.split_whitespace();
+                let (file, mode) = (it.next().unwrap(), it.next().unwrap());
+                set_mode(&dir.join(file), u32::from_str_radix(mode, 8).unwrap());
+            }
+        }
         let config = dir.join("config");
         std::fs::write(&config, subst(&text)).unwrap();
         let user_config = sb.home.join(".ssh/config");
