@@ -1,12 +1,438 @@
-//! Not built yet.
+//! `airlock env`: conda environments. Glue only: flags and `AIRLOCK_*` variables become
+//! [`airlock_env::config::Settings`], and each subcommand calls one `airlock_env` operation.
 
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Arguments.
+use airlock_env::config::{Locations, Overrides, Settings, Verify};
+use airlock_env::envs::Target;
+use airlock_env::export::Detail;
+use airlock_env::{activate, envs, export, ops, solve};
+use anyhow::Context as _;
+
+/// `AIRLOCK_CHANNEL_ALIAS`: where bare channel names (`conda-forge`) are looked up.
+pub const ENV_CHANNEL_ALIAS: &str = "AIRLOCK_CHANNEL_ALIAS";
+/// `AIRLOCK_ENVS_DIR`: where named environments are created.
+pub const ENV_ENVS_DIR: &str = "AIRLOCK_ENVS_DIR";
+/// `AIRLOCK_PKGS_DIR`: the writable package cache.
+pub const ENV_PKGS_DIR: &str = "AIRLOCK_PKGS_DIR";
+/// `AIRLOCK_OFFLINE`: `1`/`true` refuses remote channels.
+pub const ENV_OFFLINE: &str = "AIRLOCK_OFFLINE";
+/// `AIRLOCK_VERIFY`: `skip`, `fast` or `full` checking of cached packages.
+pub const ENV_VERIFY: &str = "AIRLOCK_VERIFY";
+/// `AIRLOCK_CONFIG`: the config file, default `$XDG_CONFIG_HOME/airlock/config.toml`.
+pub const ENV_CONFIG: &str = "AIRLOCK_CONFIG";
+/// `CONDARC`: conda's own override for `~/.condarc`.
+pub const ENV_CONDARC: &str = "CONDARC";
+
+/// Conda environments built with the rattler crates.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    command: EnvCommand,
+}
+
+/// `-n NAME` or `-p PREFIX`.
+#[derive(Debug, Clone, clap::Args)]
+struct TargetArgs {
+    /// Environment name (in the envs directory).
+    #[arg(short = 'n', long = "name", conflicts_with = "prefix")]
+    name: Option<String>,
+    /// Environment directory (any conda environment or venv).
+    #[arg(short = 'p', long = "prefix")]
+    prefix: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> Option<Target> {
+        self.name
+            .clone()
+            .map(Target::Name)
+            .or_else(|| self.prefix.clone().map(Target::Prefix))
+    }
+
+    fn required(&self) -> anyhow::Result<Target> {
+        self.target()
+            .context("name the environment with -n NAME or -p PREFIX")
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum EnvCommand {
+    /// Create an environment from specs or an environment.yml.
+    Create {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Read name, channels, dependencies, pip: and variables: from this environment.yml.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Channel (name, URL or path); repeat for more, highest priority first.
+        #[arg(short = 'c', long = "channel")]
+        channels: Vec<String>,
+        /// Target platform (subdir), e.g. linux-64.
+        #[arg(long)]
+        platform: Option<String>,
+        /// CUDA version to assume (overrides detection and CONDA_OVERRIDE_CUDA).
+        #[arg(long)]
+        cuda: Option<String>,
+        /// Replace an existing environment (only once the new one is complete).
+        #[arg(long)]
+        force: bool,
+        /// Package specs, e.g. `python=3.11` `conda-forge::numpy>=2`.
+        specs: Vec<String>,
+    },
+    /// List environments (airlock's and the ones conda knows).
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an environment.
+    #[command(alias = "rm")]
+    Remove {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Print an environment in conda's formats.
+    Export {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// `name=version` without build strings.
+        #[arg(long, conflicts_with = "from_history")]
+        no_builds: bool,
+        /// Only the specs that were asked for.
+        #[arg(long)]
+        from_history: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Yaml)]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Solve an environment.yml for one or more platforms and write a pixi.lock (v7).
+    Lock {
+        /// The environment.yml.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Platform to lock for; repeat for several. Default: this machine's.
+        #[arg(long = "platform")]
+        platforms: Vec<String>,
+        /// Extra channel, before the file's.
+        #[arg(short = 'c', long = "channel")]
+        channels: Vec<String>,
+        /// CUDA version to assume (recorded in the lock).
+        #[arg(long)]
+        cuda: Option<String>,
+        /// Output file. Default: pixi.lock next to the yml.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Create an environment exactly from a lock file, without solving.
+    Install {
+        /// The lock file (pixi.lock).
+        #[arg(long)]
+        lock: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Platform in the lock to install. Default: this machine's.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Replace an existing environment.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Add or change packages in an environment, or apply an environment.yml to it.
+    Update {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// environment.yml whose dependencies (and pip:) are applied.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Channels.
+        #[arg(short = 'c', long = "channel")]
+        channels: Vec<String>,
+        /// CUDA version to assume.
+        #[arg(long)]
+        cuda: Option<String>,
+        /// Specs to add or change.
+        specs: Vec<String>,
+    },
+    /// Run a command inside an environment; its exit status is passed through.
+    Run {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<OsString>,
+    },
+    /// Print a script that activates the environment: `eval "$(airlock env shell-hook -n NAME)"`.
+    ShellHook {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// bash, zsh, fish, xonsh, powershell or nushell.
+        #[arg(long, default_value = "bash")]
+        shell: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// environment.yml.
+    Yaml,
+    /// `@EXPLICIT` URL list.
+    Explicit,
+    /// pixi.lock v7 of what is installed.
+    Lock,
+}
+
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn settings() -> anyhow::Result<Settings> {
+    let home = crate::paths::home();
+    let config_file =
+        env_path(ENV_CONFIG).unwrap_or_else(|| crate::paths::config_dir().join("config.toml"));
+    let condarc = env_path(ENV_CONDARC).unwrap_or_else(|| home.join(".condarc"));
+    let locations = Locations {
+        home,
+        data_dir: crate::paths::data_dir(),
+        cache_dir: crate::paths::cache_dir(),
+        config_file,
+        condarc,
+        cwd: std::env::current_dir().context("the current directory is not accessible")?,
+    };
+    let offline = match std::env::var(ENV_OFFLINE) {
+        Ok(v) if v.is_empty() => None,
+        Ok(v) => Some(matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes")),
+        Err(_) => None,
+    };
+    let verify = match std::env::var(ENV_VERIFY).ok().as_deref() {
+        None | Some("") => None,
+        Some("skip") => Some(Verify::Skip),
+        Some("fast") => Some(Verify::Fast),
+        Some("full") => Some(Verify::Full),
+        Some(other) => anyhow::bail!("{ENV_VERIFY}={other}: expected skip, fast or full"),
+    };
+    let overrides = Overrides {
+        channel_alias: std::env::var(ENV_CHANNEL_ALIAS).ok().filter(|s| !s.is_empty()),
+        envs_dir: env_path(ENV_ENVS_DIR),
+        pkgs_dir: env_path(ENV_PKGS_DIR),
+        offline,
+        verify,
+    };
+    Ok(Settings::resolve(&locations, &overrides)?)
+}
+
+fn command_line() -> String {
+    std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn platform(text: Option<&str>) -> anyhow::Result<Option<airlock_env::solve::Subdir>> {
+    Ok(text.map(solve::parse_platform).transpose()?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}
+
+fn display_name(target: &Target) -> String {
+    match target {
+        Target::Name(n) => n.clone(),
+        Target::Prefix(p) => p.display().to_string(),
+    }
+}
 
 /// Run the command.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is not built yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let settings = settings()?;
+    match args.command {
+        EnvCommand::Create {
+            target,
+            file,
+            channels,
+            platform: platform_text,
+            cuda,
+            force,
+            specs,
+        } => {
+            if file.is_none() && specs.is_empty() {
+                anyhow::bail!("nothing to install: give package specs or -f environment.yml");
+            }
+            let request = ops::CreateRequest {
+                target: target.target(),
+                specs,
+                channels,
+                file,
+                platform: platform(platform_text.as_deref())?,
+                cuda,
+                force,
+                command_line: command_line(),
+                progress: true,
+            };
+            let prefix = runtime()?.block_on(ops::create(&settings, &request))?;
+            eprintln!("airlock: created {}", prefix.display());
+            eprintln!(
+                "airlock: activate with: eval \"$(airlock env shell-hook -p {})\"",
+                prefix.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::List { json } => {
+            let list = envs::list(&settings)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &list)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{:<20} {:<10} {:>8}  PATH", "NAME", "PYTHON", "PACKAGES")?;
+                for env in list {
+                    writeln!(
+                        out,
+                        "{:<20} {:<10} {:>8}  {}",
+                        env.name,
+                        env.python.as_deref().unwrap_or("-"),
+                        env.packages,
+                        env.path.display()
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Remove { target } => {
+            let target = target.required()?;
+            let prefix = envs::find(&settings, &target)?;
+            envs::remove(&settings, &prefix)?;
+            eprintln!("airlock: removed {}", prefix.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Export {
+            target,
+            no_builds,
+            from_history,
+            format,
+            output,
+        } => {
+            let target = target.required()?;
+            let prefix = envs::find(&settings, &target)?;
+            let text = match format {
+                ExportFormat::Yaml => {
+                    let detail = if from_history {
+                        Detail::FromHistory
+                    } else if no_builds {
+                        Detail::NoBuilds
+                    } else {
+                        Detail::Builds
+                    };
+                    let name = prefix
+                        .file_name()
+                        .map_or_else(|| display_name(&target), |n| n.to_string_lossy().into_owned());
+                    export::yaml(&prefix, &name, detail, &settings.channel_alias)?
+                }
+                ExportFormat::Explicit => export::explicit(&prefix)?,
+                ExportFormat::Lock => {
+                    let virtual_packages =
+                        solve::virtual_packages(solve::current_platform(), None)?;
+                    export::lock(&prefix, virtual_packages)?
+                }
+            };
+            match output {
+                Some(path) => envs::write_atomic(&path, text.as_bytes())?,
+                None => std::io::stdout().lock().write_all(text.as_bytes())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Lock {
+            file,
+            platforms,
+            channels,
+            cuda,
+            output,
+        } => {
+            let platforms = platforms
+                .iter()
+                .map(|p| solve::parse_platform(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let request = ops::LockRequest {
+                file,
+                channels,
+                platforms,
+                cuda,
+                output,
+            };
+            let path = runtime()?.block_on(ops::lock(&settings, &request))?;
+            eprintln!("airlock: wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Install {
+            lock,
+            target,
+            platform: platform_text,
+            force,
+        } => {
+            let request = ops::InstallLockRequest {
+                lock,
+                target: target.required()?,
+                platform: platform(platform_text.as_deref())?,
+                force,
+                command_line: command_line(),
+                progress: true,
+            };
+            let prefix = runtime()?.block_on(ops::install_lock(&settings, &request))?;
+            eprintln!("airlock: installed {}", prefix.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Update {
+            target,
+            file,
+            channels,
+            cuda,
+            specs,
+        } => {
+            if target.target().is_none() && file.is_none() {
+                anyhow::bail!("name the environment with -n NAME or -p PREFIX");
+            }
+            let request = ops::CreateRequest {
+                target: target.target(),
+                specs,
+                channels,
+                file,
+                platform: None,
+                cuda,
+                force: false,
+                command_line: command_line(),
+                progress: true,
+            };
+            let prefix = runtime()?.block_on(ops::update(&settings, &request))?;
+            eprintln!("airlock: updated {}", prefix.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Run { target, command } => {
+            let target = target.required()?;
+            let prefix = envs::find(&settings, &target)?;
+            let Some((program, rest)) = command.split_first() else {
+                anyhow::bail!("give the command to run after --");
+            };
+            let code = activate::run(&prefix, program, rest)?;
+            Ok(ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)))
+        }
+        EnvCommand::ShellHook { target, shell } => {
+            let target = target.required()?;
+            let prefix = envs::find(&settings, &target)?;
+            let script = activate::shell_hook(&prefix, &shell)?;
+            std::io::stdout().lock().write_all(script.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -1,0 +1,467 @@
+//! Installing records into a prefix: the layered package cache, atomic creation through a
+//! staging directory, and the `conda-meta` files conda reads (`history`, `state`).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use rattler::install::{Installer, Reporter, Transaction};
+use rattler_cache::package_cache::{PackageCache, PackageCacheLayer};
+use rattler_cache::validation::ValidationMode;
+use rattler_conda_types::{MatchSpec, PrefixRecord, RepoDataRecord, Subdir};
+
+use crate::config::{Settings, Verify};
+use crate::error::{EnvError, Result};
+
+/// The marker in staging directory names: `.NAME.airlock-staging-PID`.
+const STAGING_MARKER: &str = ".airlock-staging-";
+
+/// The package cache of `settings`: the user's writable layer first, then the shared layers.
+///
+/// The writable layer comes first because rattler writes a missing package to the first
+/// writable layer, and a shared admin cache is often writable by mode bits (0775, group
+/// `conda`) though not meant to be written by everyone; reads consult every layer anyway.
+pub fn package_cache(settings: &Settings) -> PackageCache {
+    let mode = match settings.verify {
+        Verify::Skip => ValidationMode::Skip,
+        Verify::Fast => ValidationMode::Fast,
+        Verify::Full => ValidationMode::Full,
+    };
+    let layers = std::iter::once(&settings.pkgs_dir)
+        .chain(settings.pkgs_layers.iter())
+        .map(|p| PackageCacheLayer::new(p.clone()).with_validation_mode(mode));
+    PackageCache::from_layers(layers, true)
+}
+
+/// What, besides the records, goes into an install.
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// The specs the user asked for, recorded in `conda-meta/history` and in each record's
+    /// `requested_spec`.
+    pub requested_specs: Vec<MatchSpec>,
+    /// The spec strings for the `# update specs:` line of `conda-meta/history`.
+    pub history_specs: Vec<String>,
+    /// The command line, for `# cmd:`.
+    pub command_line: String,
+    /// `variables:` from `environment.yml`, written to `conda-meta/state`.
+    pub variables: Vec<(String, String)>,
+    /// The date in the history header; `None` means now. Lock installs pass a date derived
+    /// from the lock so that the same lock gives the same bytes.
+    pub history_date: Option<String>,
+    /// The target platform.
+    pub platform: Option<Subdir>,
+    /// Print one line per package on stderr.
+    pub progress: bool,
+}
+
+/// Removes staging directories left beside `target` by a killed run.
+pub fn clean_stale_staging(parent: &Path) {
+    let Ok(entries) = fs_err::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Some((_, pid)) = name.rsplit_once(STAGING_MARKER) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok_and(process_alive) {
+            continue;
+        }
+        tracing::info!("removing stale staging directory {}", entry.path().display());
+        if let Err(e) = fs_err::remove_dir_all(entry.path()) {
+            tracing::warn!("could not remove stale staging directory: {e}");
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        // Without /proc, `kill -0` answers; a missing `kill` counts as alive (keep the dir).
+        std::process::Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map_or(true, |s| s.success())
+    }
+}
+
+/// The staging directory for `target`.
+pub fn staging_dir(target: &Path) -> Result<PathBuf> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| EnvError::InvalidName(target.display().to_string()))?;
+    let parent = target
+        .parent()
+        .ok_or_else(|| EnvError::InvalidName(target.display().to_string()))?;
+    Ok(parent.join(format!(
+        ".{}{STAGING_MARKER}{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+/// Creates a new environment at `target` atomically: everything is installed into a staging
+/// directory beside it (with `target` patched into prefix placeholders) and renamed at the end.
+/// With `replace`, an existing environment is swapped out only once the new one is complete.
+pub async fn create(
+    settings: &Settings,
+    target: &Path,
+    records: Vec<RepoDataRecord>,
+    options: &InstallOptions,
+    replace: bool,
+) -> Result<()> {
+    let parent = target
+        .parent()
+        .ok_or_else(|| EnvError::InvalidName(target.display().to_string()))?;
+    fs_err::create_dir_all(parent)?;
+    clean_stale_staging(parent);
+    if target.exists() && !replace {
+        return Err(EnvError::EnvironmentExists(target.to_path_buf()));
+    }
+    let staging = staging_dir(target)?;
+    if staging.exists() {
+        fs_err::remove_dir_all(&staging)?;
+    }
+    let result = install_into(settings, &staging, Some(target), records, options, &[]).await;
+    if let Err(e) = result {
+        let _ = fs_err::remove_dir_all(&staging);
+        return Err(e);
+    }
+    if target.exists() {
+        let old = parent.join(format!(
+            ".{}{STAGING_MARKER}old-{}",
+            target.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
+        fs_err::rename(target, &old)?;
+        fs_err::rename(&staging, target)?;
+        fs_err::remove_dir_all(&old)?;
+    } else {
+        fs_err::rename(&staging, target)?;
+    }
+    Ok(())
+}
+
+/// Brings an existing environment to exactly `records`, in place (only changed packages are
+/// unlinked and linked).
+pub async fn update(
+    settings: &Settings,
+    prefix: &Path,
+    records: Vec<RepoDataRecord>,
+    options: &InstallOptions,
+) -> Result<()> {
+    let installed = installed_records(prefix)?;
+    install_into(settings, prefix, None, records, options, &installed).await
+}
+
+/// The records installed in `prefix` (empty when it has no `conda-meta`).
+pub fn installed_records(prefix: &Path) -> Result<Vec<PrefixRecord>> {
+    if !prefix.join("conda-meta").is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut records: Vec<PrefixRecord> = PrefixRecord::collect_from_prefix(prefix)
+        .map_err(|e| EnvError::io(prefix.join("conda-meta"), e))?;
+    records.sort_by(|a, b| {
+        a.repodata_record
+            .package_record
+            .name
+            .as_normalized()
+            .cmp(b.repodata_record.package_record.name.as_normalized())
+    });
+    Ok(records)
+}
+
+async fn install_into(
+    settings: &Settings,
+    prefix: &Path,
+    final_prefix: Option<&Path>,
+    records: Vec<RepoDataRecord>,
+    options: &InstallOptions,
+    installed: &[PrefixRecord],
+) -> Result<()> {
+    let platform = options
+        .platform
+        .unwrap_or_else(crate::solve::current_platform);
+    let before: Vec<String> = installed
+        .iter()
+        .map(|r| dist_string(&r.repodata_record))
+        .collect();
+    let after: Vec<String> = records.iter().map(dist_string).collect();
+    let mut installer = Installer::new()
+        .with_package_cache(package_cache(settings))
+        .with_target_platform(platform)
+        .with_requested_specs(options.requested_specs.clone())
+        .with_installed_packages(installed.to_vec());
+    if let Some(final_prefix) = final_prefix {
+        installer = installer.with_alternative_target_prefix(final_prefix);
+    }
+    if options.progress {
+        installer = installer.with_reporter(LineReporter::default());
+    }
+    installer
+        .install(prefix, records)
+        .await
+        .map_err(|e| EnvError::Install {
+            prefix: final_prefix.unwrap_or(prefix).to_path_buf(),
+            message: error_chain(&e),
+        })?;
+    write_history(prefix, &before, &after, options)?;
+    write_state(prefix, &options.variables)?;
+    Ok(())
+}
+
+/// `channel/subdir::name-version-build`, as conda writes it in `conda-meta/history`.
+pub fn dist_string(record: &RepoDataRecord) -> String {
+    let p = &record.package_record;
+    let channel = record
+        .channel
+        .as_deref()
+        .map_or_else(String::new, |c| c.trim_end_matches('/').to_owned());
+    format!(
+        "{channel}/{}::{}-{}-{}",
+        p.subdir,
+        p.name.as_normalized(),
+        p.version,
+        p.build
+    )
+}
+
+/// Appends a revision to `conda-meta/history` in conda's format, so `conda env export
+/// --from-history` and `conda list --revisions` work on airlock environments.
+fn write_history(
+    prefix: &Path,
+    before: &[String],
+    after: &[String],
+    options: &InstallOptions,
+) -> Result<()> {
+    let path = prefix.join("conda-meta").join("history");
+    let mut text = match fs_err::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let date = options.history_date.clone().unwrap_or_else(now_string);
+    let _ = writeln!(text, "==> {date} <==");
+    let _ = writeln!(text, "# cmd: {}", options.command_line);
+    let _ = writeln!(text, "# airlock version: {}", env!("CARGO_PKG_VERSION"));
+    for removed in before.iter().filter(|d| !after.contains(d)) {
+        let _ = writeln!(text, "-{removed}");
+    }
+    for added in after.iter().filter(|d| !before.contains(d)) {
+        let _ = writeln!(text, "+{added}");
+    }
+    if !options.history_specs.is_empty() {
+        let quoted: Vec<String> = options
+            .history_specs
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\'', "")))
+            .collect();
+        let _ = writeln!(text, "# update specs: [{}]", quoted.join(", "));
+    }
+    fs_err::create_dir_all(prefix.join("conda-meta"))?;
+    fs_err::write(&path, text)?;
+    Ok(())
+}
+
+/// `conda-meta/state`: conda's place for `variables:`; activation exports them.
+fn write_state(prefix: &Path, variables: &[(String, String)]) -> Result<()> {
+    if variables.is_empty() {
+        return Ok(());
+    }
+    let vars: serde_json::Map<String, serde_json::Value> = variables
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "env_vars": vars }))
+        .map_err(|e| EnvError::io(prefix.join("conda-meta/state"), std::io::Error::other(e)))?;
+    fs_err::write(prefix.join("conda-meta").join("state"), text)?;
+    Ok(())
+}
+
+/// Reads the specs the user asked for from `conda-meta/history` (`# update specs:` adds,
+/// `# remove specs:` removes), as conda's `--from-history` does.
+pub fn history_specs(prefix: &Path) -> Result<Vec<String>> {
+    let path = prefix.join("conda-meta").join("history");
+    let text = match fs_err::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut specs: Vec<String> = Vec::new();
+    let name_of = |s: &str| -> String {
+        s.split(|c: char| c.is_whitespace() || "=<>!~[".contains(c))
+            .next()
+            .unwrap_or_default()
+            .rsplit("::")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for line in text.lines() {
+        let (list, adding) = if let Some(rest) = line.strip_prefix("# update specs:") {
+            (rest, true)
+        } else if let Some(rest) = line.strip_prefix("# remove specs:") {
+            (rest, false)
+        } else {
+            continue;
+        };
+        let items = list
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(|s| s.trim().trim_matches(|c| c == '\'' || c == '"').to_owned())
+            .filter(|s| !s.is_empty());
+        for item in items {
+            let name = name_of(&item);
+            specs.retain(|s| name_of(s) != name);
+            if adding {
+                specs.push(item);
+            }
+        }
+    }
+    Ok(specs)
+}
+
+fn now_string() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format_unix_seconds(secs)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) for seconds since the epoch (Howard Hinnant's civil_from_days).
+pub fn format_unix_seconds(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// One plain line per event on stderr: readable in logs and over ssh without a terminal.
+#[derive(Default)]
+struct LineReporter {
+    names: std::sync::Mutex<Vec<String>>,
+}
+
+impl LineReporter {
+    fn name(&self, index: usize) -> String {
+        self.names
+            .lock()
+            .ok()
+            .and_then(|n| n.get(index).cloned())
+            .unwrap_or_default()
+    }
+
+    fn remember(&self, name: String) -> usize {
+        match self.names.lock() {
+            Ok(mut names) => {
+                names.push(name);
+                names.len() - 1
+            }
+            Err(_) => 0,
+        }
+    }
+}
+
+impl Reporter for LineReporter {
+    fn on_transaction_start(&self, transaction: &Transaction<PrefixRecord, RepoDataRecord>) {
+        eprintln!(
+            "airlock: {} package operation(s)",
+            transaction.operations.len()
+        );
+    }
+    fn on_transaction_operation_start(&self, _operation: usize) {}
+    fn on_populate_cache_start(&self, _operation: usize, record: &RepoDataRecord) -> usize {
+        self.remember(record.identifier.to_string())
+    }
+    fn on_validate_start(&self, cache_entry: usize) -> usize {
+        cache_entry
+    }
+    fn on_validate_complete(&self, _validate_idx: usize) {}
+    fn on_download_start(&self, cache_entry: usize) -> usize {
+        eprintln!("airlock: fetching {}", self.name(cache_entry));
+        cache_entry
+    }
+    fn on_download_progress(&self, _download_idx: usize, _progress: u64, _total: Option<u64>) {}
+    fn on_download_completed(&self, _download_idx: usize) {}
+    fn on_populate_cache_complete(&self, _cache_entry: usize) {}
+    fn on_unlink_start(&self, _operation: usize, record: &PrefixRecord) -> usize {
+        eprintln!(
+            "airlock: removing {}",
+            record.repodata_record.identifier
+        );
+        0
+    }
+    fn on_unlink_complete(&self, _index: usize) {}
+    fn on_link_start(&self, _operation: usize, record: &RepoDataRecord) -> usize {
+        eprintln!("airlock: linking {}", record.identifier);
+        0
+    }
+    fn on_link_complete(&self, _index: usize) {}
+    fn on_transaction_operation_complete(&self, _operation: usize) {}
+    fn on_transaction_complete(&self) {}
+    fn on_post_link_start(&self, _package_name: &str, _script_path: &str) -> usize {
+        0
+    }
+    fn on_post_link_complete(&self, _index: usize, _success: bool) {}
+    fn on_pre_unlink_start(&self, _package_name: &str, _script_path: &str) -> usize {
+        0
+    }
+    fn on_pre_unlink_complete(&self, _index: usize, _success: bool) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_dates() {
+        assert_eq!(format_unix_seconds(0), "1970-01-01 00:00:00");
+        assert_eq!(format_unix_seconds(1_700_000_000), "2023-11-14 22:13:20");
+    }
+
+    #[test]
+    fn reads_history_specs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("conda-meta")).unwrap();
+        std::fs::write(
+            dir.path().join("conda-meta/history"),
+            "==> 2024 <==\n# update specs: ['python=3.11', 'numpy']\n==> x <==\n# update specs: ['numpy>=2']\n# remove specs: ['python']\n",
+        )
+        .unwrap();
+        assert_eq!(history_specs(dir.path()).unwrap(), vec!["numpy>=2"]);
+    }
+}

@@ -1,0 +1,141 @@
+//! `pixi.lock` (format v7) writing and reading.
+//!
+//! A lock has one environment (`default`) with one entry per platform; each platform records
+//! the virtual packages the solve assumed (`__glibc`, `__cuda`), so a CPU-only login node can
+//! lock for a GPU node and the lock says so.
+
+use std::path::Path;
+
+use rattler_conda_types::{GenericVirtualPackage, RepoDataRecord, Subdir};
+use rattler_lock::{CondaPackageData, LockFile, PlatformData, PlatformName};
+
+use crate::error::{EnvError, Result};
+use crate::solve::Solution;
+
+/// The environment name used inside the lock file.
+pub const LOCK_ENVIRONMENT: &str = rattler_lock::DEFAULT_ENVIRONMENT_NAME;
+
+/// `name=version=build` for a virtual package.
+pub fn virtual_package_string(package: &GenericVirtualPackage) -> String {
+    format!(
+        "{}={}={}",
+        package.name.as_normalized(),
+        package.version,
+        package.build_string
+    )
+}
+
+/// Builds a lock from one solution per platform.
+pub fn build(solutions: &[(Subdir, Solution)]) -> Result<LockFile> {
+    let lock_err = |message: String| EnvError::Lock {
+        path: "pixi.lock".into(),
+        message,
+    };
+    let platforms = solutions
+        .iter()
+        .map(|(subdir, solution)| {
+            let mut virtual_packages: Vec<String> = solution
+                .virtual_packages
+                .iter()
+                .map(virtual_package_string)
+                .collect();
+            virtual_packages.sort();
+            PlatformData {
+                name: PlatformName::from(subdir),
+                subdir: *subdir,
+                virtual_packages,
+            }
+        })
+        .collect();
+    let mut builder = LockFile::builder()
+        .with_platforms(platforms)
+        .map_err(|e| lock_err(e.to_string()))?;
+    let mut channels: Vec<String> = Vec::new();
+    for (_, solution) in solutions {
+        for channel in &solution.channels {
+            let url = channel.base_url.url().to_string();
+            if !channels.contains(&url) {
+                channels.push(url);
+            }
+        }
+    }
+    builder.set_channels(LOCK_ENVIRONMENT, channels);
+    for (subdir, solution) in solutions {
+        let name = PlatformName::from(subdir);
+        builder
+            .add_environment_platform(LOCK_ENVIRONMENT, &name)
+            .map_err(|e| lock_err(e.to_string()))?;
+        for record in &solution.records {
+            builder
+                .add_conda_package(
+                    LOCK_ENVIRONMENT,
+                    &name,
+                    CondaPackageData::from(record.clone()),
+                )
+                .map_err(|e| lock_err(e.to_string()))?;
+        }
+    }
+    Ok(builder.finish())
+}
+
+/// Writes `lock` to `path` atomically.
+pub fn write(lock: &LockFile, path: &Path) -> Result<()> {
+    let text = lock.render_to_string().map_err(|e| EnvError::Lock {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    crate::envs::write_atomic(path, text.as_bytes())
+}
+
+/// What a lock holds for one platform.
+#[derive(Debug, Clone)]
+pub struct LockedPlatform {
+    /// The records, sorted by name.
+    pub records: Vec<RepoDataRecord>,
+    /// The virtual packages recorded at lock time.
+    pub virtual_packages: Vec<String>,
+    /// The channels.
+    pub channels: Vec<String>,
+}
+
+/// Reads the records for `platform` from the lock at `path`.
+pub fn read(path: &Path, platform: Subdir) -> Result<LockedPlatform> {
+    let err = |message: String| EnvError::Lock {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(err("no such file".to_owned()));
+    }
+    let lock = LockFile::from_path(path).map_err(|e| err(crate::install::error_chain(&e)))?;
+    let (_, environment) = lock
+        .environments()
+        .find(|(name, _)| *name == LOCK_ENVIRONMENT)
+        .or_else(|| lock.environments().next())
+        .ok_or_else(|| err("the lock has no environment".to_owned()))?;
+    let name = platform.to_string();
+    let locked_platform = lock.platform(&name).ok_or_else(|| {
+        let known: Vec<String> = lock.platforms().map(|p| p.name().to_string()).collect();
+        err(format!(
+            "no packages for platform {name} (the lock has: {}); lock again with --platform {name}",
+            known.join(", ")
+        ))
+    })?;
+    let virtual_packages = locked_platform.virtual_packages().to_vec();
+    let mut records = environment
+        .conda_repodata_records(locked_platform)
+        .map_err(|e| err(e.to_string()))?
+        .unwrap_or_default();
+    records.sort_by(|a, b| {
+        a.package_record
+            .name
+            .as_normalized()
+            .cmp(b.package_record.name.as_normalized())
+    });
+    let channels = environment.channels().iter().map(|c| c.url.clone()).collect();
+    Ok(LockedPlatform {
+        records,
+        virtual_packages,
+        channels,
+    })
+}

@@ -1,0 +1,337 @@
+//! The env operations as the command line sees them: each takes plain settings and a request
+//! and does the whole job (solve, install, register, pip).
+
+use std::path::{Path, PathBuf};
+
+use rattler_conda_types::{RepoDataRecord, Subdir};
+
+use crate::config::Settings;
+use crate::envs::{self, Target};
+use crate::error::{EnvError, Result};
+use crate::install::{self, InstallOptions};
+use crate::lock;
+use crate::solve::{self, SolveRequest, Solution};
+use crate::yaml::EnvironmentFile;
+
+/// `env create` and `env update`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// `-n`/`-p`; for `-f` it may come from the file's `name:` or `prefix:`.
+    pub target: Option<Target>,
+    /// Specs from the command line.
+    pub specs: Vec<String>,
+    /// `-c` channels (before the file's).
+    pub channels: Vec<String>,
+    /// `-f environment.yml`.
+    pub file: Option<PathBuf>,
+    /// `--platform`.
+    pub platform: Option<Subdir>,
+    /// `--cuda`.
+    pub cuda: Option<String>,
+    /// Replace an existing environment.
+    pub force: bool,
+    /// For `# cmd:` in the history.
+    pub command_line: String,
+    /// One line per package on stderr.
+    pub progress: bool,
+}
+
+struct Resolved {
+    target: Target,
+    specs: Vec<String>,
+    channels: Vec<String>,
+    file: Option<EnvironmentFile>,
+}
+
+fn resolve(request: &CreateRequest) -> Result<Resolved> {
+    let file = request
+        .file
+        .as_deref()
+        .map(EnvironmentFile::from_path)
+        .transpose()?;
+    let target = request
+        .target
+        .clone()
+        .or_else(|| {
+            let f = file.as_ref()?;
+            f.name
+                .clone()
+                .map(Target::Name)
+                .or_else(|| f.prefix.clone().map(Target::Prefix))
+        })
+        .ok_or_else(|| EnvError::InvalidName("(none): give -n NAME or -p PREFIX".to_owned()))?;
+    let mut specs: Vec<String> = file.as_ref().map(|f| f.specs.clone()).unwrap_or_default();
+    specs.extend(request.specs.iter().cloned());
+    let mut channels = request.channels.clone();
+    if let Some(f) = &file {
+        for c in &f.channels {
+            if !channels.contains(c) {
+                channels.push(c.clone());
+            }
+        }
+    }
+    Ok(Resolved {
+        target,
+        specs,
+        channels,
+        file,
+    })
+}
+
+/// Creates an environment; returns its prefix.
+pub async fn create(settings: &Settings, request: &CreateRequest) -> Result<PathBuf> {
+    let resolved = resolve(request)?;
+    let prefix = envs::new_prefix(settings, &resolved.target)?;
+    if prefix.exists() && !request.force {
+        return Err(EnvError::EnvironmentExists(prefix));
+    }
+    let platform = request.platform.unwrap_or_else(solve::current_platform);
+    let solution = solve::solve(
+        settings,
+        &SolveRequest {
+            specs: resolved.specs.clone(),
+            channels: resolved.channels.clone(),
+            platform,
+            cuda: request.cuda.clone(),
+            locked: Vec::new(),
+        },
+    )
+    .await?;
+    let options = InstallOptions {
+        requested_specs: solution.specs.clone(),
+        history_specs: resolved.specs.clone(),
+        command_line: request.command_line.clone(),
+        variables: resolved
+            .file
+            .as_ref()
+            .map(|f| f.variables.clone())
+            .unwrap_or_default(),
+        history_date: None,
+        platform: Some(platform),
+        progress: request.progress,
+    };
+    install::create(settings, &prefix, solution.records.clone(), &options, request.force).await?;
+    envs::register(&settings.environments_txt, &prefix)?;
+    if let Some(file) = &resolved.file {
+        if !file.pip.is_empty() {
+            if let Err(e) = install_pip(&prefix, file, &solution.records) {
+                // No half environment: without its pip packages it is not what was asked for.
+                let _ = envs::remove(settings, &prefix);
+                return Err(e);
+            }
+        }
+    }
+    Ok(prefix)
+}
+
+fn install_pip(prefix: &Path, file: &EnvironmentFile, records: &[RepoDataRecord]) -> Result<()> {
+    let names: Vec<String> = records
+        .iter()
+        .map(|r| r.package_record.name.as_normalized().to_owned())
+        .collect();
+    crate::pip::install(prefix, &file.path, &file.pip, &names)
+}
+
+/// Updates an existing environment: the specs it was created with plus the new ones (a new
+/// spec for a package replaces the old one), solved with the installed packages preferred.
+pub async fn update(settings: &Settings, request: &CreateRequest) -> Result<PathBuf> {
+    let resolved = resolve(request)?;
+    let prefix = envs::find(settings, &resolved.target)?;
+    let name_of = |s: &str| {
+        s.split(|c: char| c.is_whitespace() || "=<>!~[".contains(c))
+            .next()
+            .unwrap_or_default()
+            .rsplit("::")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut specs = install::history_specs(&prefix)?;
+    for new in &resolved.specs {
+        specs.retain(|s| name_of(s) != name_of(new));
+        specs.push(new.clone());
+    }
+    let installed = install::installed_records(&prefix)?;
+    let mut channels = resolved.channels.clone();
+    if channels.is_empty() {
+        for r in &installed {
+            if let Some(c) = r.repodata_record.channel.as_deref() {
+                let c = c.to_owned();
+                if !channels.contains(&c) {
+                    channels.push(c);
+                }
+            }
+        }
+    }
+    let platform = request.platform.unwrap_or_else(solve::current_platform);
+    let solution = solve::solve(
+        settings,
+        &SolveRequest {
+            specs: specs.clone(),
+            channels,
+            platform,
+            cuda: request.cuda.clone(),
+            locked: installed.iter().map(|r| r.repodata_record.clone()).collect(),
+        },
+    )
+    .await?;
+    let options = InstallOptions {
+        requested_specs: solution.specs.clone(),
+        history_specs: resolved.specs.clone(),
+        command_line: request.command_line.clone(),
+        variables: resolved
+            .file
+            .as_ref()
+            .map(|f| f.variables.clone())
+            .unwrap_or_default(),
+        history_date: None,
+        platform: Some(platform),
+        progress: request.progress,
+    };
+    install::update(settings, &prefix, solution.records.clone(), &options).await?;
+    if let Some(file) = &resolved.file {
+        if !file.pip.is_empty() {
+            install_pip(&prefix, file, &solution.records)?;
+        }
+    }
+    Ok(prefix)
+}
+
+/// `env lock`.
+#[derive(Debug, Clone, Default)]
+pub struct LockRequest {
+    /// `-f environment.yml`.
+    pub file: PathBuf,
+    /// Extra `-c` channels.
+    pub channels: Vec<String>,
+    /// `--platform` (repeatable); empty means this machine's.
+    pub platforms: Vec<Subdir>,
+    /// `--cuda`.
+    pub cuda: Option<String>,
+    /// `-o FILE`; default `pixi.lock` next to the yml.
+    pub output: Option<PathBuf>,
+}
+
+/// Solves for every platform and writes the lock; returns its path.
+pub async fn lock(settings: &Settings, request: &LockRequest) -> Result<PathBuf> {
+    let file = EnvironmentFile::from_path(&request.file)?;
+    let mut channels = request.channels.clone();
+    for c in &file.channels {
+        if !channels.contains(c) {
+            channels.push(c.clone());
+        }
+    }
+    if !file.pip.is_empty() {
+        tracing::warn!(
+            "{}: the pip: section is not locked; it is installed from the yml on create",
+            request.file.display()
+        );
+    }
+    let platforms = if request.platforms.is_empty() {
+        vec![solve::current_platform()]
+    } else {
+        request.platforms.clone()
+    };
+    let mut solutions: Vec<(Subdir, Solution)> = Vec::new();
+    for platform in platforms {
+        let solution = solve::solve(
+            settings,
+            &SolveRequest {
+                specs: file.specs.clone(),
+                channels: channels.clone(),
+                platform,
+                cuda: request.cuda.clone(),
+                locked: Vec::new(),
+            },
+        )
+        .await?;
+        solutions.push((platform, solution));
+    }
+    let lock_file = lock::build(&solutions)?;
+    let output = request.output.clone().unwrap_or_else(|| {
+        request
+            .file
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("pixi.lock")
+    });
+    lock::write(&lock_file, &output)?;
+    Ok(output)
+}
+
+/// `env install --lock`: recreates an environment exactly from a lock, without solving.
+#[derive(Debug, Clone)]
+pub struct InstallLockRequest {
+    /// The lock file.
+    pub lock: PathBuf,
+    /// `-n`/`-p`.
+    pub target: Target,
+    /// `--platform`; default this machine's.
+    pub platform: Option<Subdir>,
+    /// Replace an existing environment.
+    pub force: bool,
+    /// For `# cmd:`.
+    pub command_line: String,
+    /// One line per package on stderr.
+    pub progress: bool,
+}
+
+/// Installs from a lock; returns the prefix.
+pub async fn install_lock(settings: &Settings, request: &InstallLockRequest) -> Result<PathBuf> {
+    let platform = request.platform.unwrap_or_else(solve::current_platform);
+    let locked = lock::read(&request.lock, platform)?;
+    let prefix = envs::new_prefix(settings, &request.target)?;
+    if prefix.exists() && !request.force {
+        return Err(EnvError::EnvironmentExists(prefix));
+    }
+    check_lock_channels(settings, &locked.records)?;
+    // The history date comes from the lock (its newest package), so the same lock gives the
+    // same bytes in conda-meta.
+    let newest_ms = locked
+        .records
+        .iter()
+        .filter_map(|r| {
+            serde_json::to_value(&r.package_record)
+                .ok()?
+                .get("timestamp")?
+                .as_u64()
+        })
+        .max()
+        .unwrap_or(0);
+    let options = InstallOptions {
+        requested_specs: Vec::new(),
+        history_specs: locked
+            .records
+            .iter()
+            .map(|r| r.package_record.name.as_normalized().to_owned())
+            .collect(),
+        command_line: format!("airlock env install --lock {}", request.lock.display()),
+        variables: Vec::new(),
+        history_date: Some(install::format_unix_seconds(newest_ms / 1000)),
+        platform: Some(platform),
+        progress: request.progress,
+    };
+    install::create(settings, &prefix, locked.records, &options, request.force).await?;
+    envs::register(&settings.environments_txt, &prefix)?;
+    Ok(prefix)
+}
+
+/// Offline mode and missing local channels give one clear sentence before any download.
+fn check_lock_channels(settings: &Settings, records: &[RepoDataRecord]) -> Result<()> {
+    for record in records {
+        if record.url.scheme() == "file" {
+            let exists = record.url.to_file_path().is_ok_and(|p| p.is_file());
+            if !exists {
+                return Err(EnvError::UnknownChannel {
+                    channel: record.channel.clone().unwrap_or_default(),
+                    url: record.url.to_string(),
+                });
+            }
+        } else if settings.offline {
+            return Err(EnvError::Offline {
+                channel: record.channel.clone().unwrap_or_else(|| record.url.to_string()),
+            });
+        }
+    }
+    Ok(())
+}

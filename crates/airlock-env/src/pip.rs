@@ -1,0 +1,165 @@
+//! The `pip:` section of `environment.yml`, installed the way conda does it: the entries are
+//! written verbatim to a requirements file next to the yml and installed with the environment's
+//! own interpreter, from the yml's directory (so `-e .` and `--index-url` lines work).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{EnvError, Result};
+
+/// The requirements file written next to `environment.yml`.
+pub fn requirements_path(yml: &Path) -> PathBuf {
+    let dir = yml.parent().unwrap_or_else(|| Path::new("."));
+    let stem = yml
+        .file_stem()
+        .map_or_else(|| "environment".into(), |s| s.to_string_lossy().into_owned());
+    dir.join(format!("{stem}.airlock-pip-requirements.txt"))
+}
+
+/// Finds `program` on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Asks the environment's interpreter, which also sees a venv it delegates to.
+const LIST_SCRIPT: &str = "import importlib.metadata as m\nfor d in m.distributions():\n    i = (d.read_text('INSTALLER') or '').strip()\n    print(d.metadata['Name'], d.version, i, sep='\\t')\n";
+
+/// Installed Python distributions in `prefix`: normalised name → (version, installer).
+///
+/// The environment's own `python` is asked first (`importlib.metadata`); without one, the
+/// `site-packages` directories are scanned.
+pub fn distributions(prefix: &Path) -> BTreeMap<String, (String, String)> {
+    let python = prefix.join("bin").join("python");
+    if python.exists() {
+        if let Ok(output) = Command::new(&python)
+            .args(["-I", "-c", LIST_SCRIPT])
+            .stderr(std::process::Stdio::null())
+            .output()
+        {
+            if output.status.success() {
+                return String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .filter_map(|line| {
+                        let mut parts = line.split('\t');
+                        let name = parts.next()?;
+                        let version = parts.next()?;
+                        let installer = parts.next().unwrap_or_default();
+                        Some((normalize(name), (version.to_owned(), installer.to_owned())))
+                    })
+                    .collect();
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    let Ok(libs) = fs_err::read_dir(prefix.join("lib")) else {
+        return out;
+    };
+    for lib in libs.flatten() {
+        let site = lib.path().join("site-packages");
+        let Ok(entries) = fs_err::read_dir(&site) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            let Some(stem) = file.strip_suffix(".dist-info") else {
+                continue;
+            };
+            let Some((name, version)) = stem.split_once('-') else {
+                continue;
+            };
+            let installer = fs_err::read_to_string(entry.path().join("INSTALLER"))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default();
+            out.insert(normalize(name), (version.to_owned(), installer));
+        }
+    }
+    out
+}
+
+/// PEP 503 normalisation.
+pub fn normalize(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut dash = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            dash = true;
+        } else {
+            if dash && !out.is_empty() {
+                out.push('-');
+            }
+            dash = false;
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// Writes `lines` to the requirements file next to `yml` and installs them into `prefix`
+/// with `uv` when it is on `PATH`, else with the environment's `python -m pip`.
+pub fn install(prefix: &Path, yml: &Path, lines: &[String], conda_names: &[String]) -> Result<()> {
+    let requirements = requirements_path(yml);
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    fs_err::write(&requirements, text)?;
+    let python = prefix.join("bin").join("python");
+    if !python.exists() {
+        return Err(EnvError::Pip {
+            command: "pip".to_owned(),
+            message: format!(
+                "the environment has no interpreter at {}; add `python` to the dependencies",
+                python.display()
+            ),
+        });
+    }
+    let before = distributions(prefix);
+    let mut command = if let Some(uv) = which("uv") {
+        let mut c = Command::new(uv);
+        c.args(["pip", "install", "--python"]).arg(&python).arg("-r").arg(&requirements);
+        c
+    } else {
+        let mut c = Command::new(&python);
+        c.args(["-m", "pip", "install", "-U", "-r"])
+            .arg(&requirements)
+            .arg("--exists-action=b");
+        c
+    };
+    if let Some(dir) = yml.parent().filter(|d| !d.as_os_str().is_empty()) {
+        command.current_dir(dir);
+    }
+    let shown = format!("{command:?}");
+    tracing::info!("installing pip requirements: {shown}");
+    let status = command.status().map_err(|e| EnvError::Pip {
+        command: shown.clone(),
+        message: e.to_string(),
+    })?;
+    if !status.success() {
+        return Err(EnvError::Pip {
+            command: shown,
+            message: format!("exited with {status}"),
+        });
+    }
+    let conda: Vec<String> = conda_names.iter().map(|n| normalize(n)).collect();
+    for (name, (version, installer)) in distributions(prefix) {
+        let replaced = before.get(&name).is_some_and(|(v, i)| v != &version || i != &installer);
+        if conda.contains(&name) && installer != "conda" && (replaced || !before.contains_key(&name)) {
+            tracing::warn!(
+                "pip replaced `{name}`, which conda installed, with version {version}; `airlock env update` will not see this change"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes() {
+        assert_eq!(normalize("Foo_Bar.baz"), "foo-bar-baz");
+    }
+}

@@ -1,0 +1,397 @@
+//! Build real conda packages and index them into a local `file://` channel.
+//!
+//! Tests use this to run every command offline against packages with dependencies, `noarch` and
+//! `linux-64` builds, prefix placeholders and scripts in `bin/`; `airlock demo` uses
+//! [`build_demo_channel`] for its tiny channel.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use rattler_conda_types::compression_level::CompressionLevel;
+use rattler_digest::Sha256;
+use serde_json::json;
+use url::Url;
+
+use crate::error::{EnvError, Result};
+
+/// The placeholder conda-build writes into text files; the installer replaces it with the prefix.
+pub const PREFIX_PLACEHOLDER: &str = "/opt/anaconda1anaconda2anaconda3";
+
+/// The archive format of a built package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveFormat {
+    /// `.conda` (zip of zstd tarballs).
+    #[default]
+    Conda,
+    /// `.tar.bz2`, the older format.
+    TarBz2,
+}
+
+/// One file in a package.
+#[derive(Debug, Clone)]
+pub struct PackageFile {
+    /// Path inside the environment, e.g. `bin/hello`.
+    pub path: String,
+    /// The contents.
+    pub contents: Vec<u8>,
+    /// Whether the file is executable (0755).
+    pub executable: bool,
+    /// Whether the file contains [`PREFIX_PLACEHOLDER`] to be replaced at install time.
+    pub has_prefix: bool,
+}
+
+impl PackageFile {
+    /// A plain data file.
+    pub fn data(path: &str, contents: impl Into<Vec<u8>>) -> Self {
+        Self {
+            path: path.to_owned(),
+            contents: contents.into(),
+            executable: false,
+            has_prefix: false,
+        }
+    }
+
+    /// An executable shell script in `bin/` that knows its prefix, like a conda entry point.
+    pub fn script(name: &str, body: &str) -> Self {
+        Self {
+            path: format!("bin/{name}"),
+            contents: format!("#!/bin/sh\nPREFIX=\"{PREFIX_PLACEHOLDER}\"\n{body}\n").into_bytes(),
+            executable: true,
+            has_prefix: true,
+        }
+    }
+}
+
+/// A package to build.
+#[derive(Debug, Clone)]
+pub struct PackageBuild {
+    /// Package name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Build string.
+    pub build: String,
+    /// Build number.
+    pub build_number: u64,
+    /// `noarch` or a platform such as `linux-64`.
+    pub subdir: String,
+    /// Dependencies as match specs.
+    pub depends: Vec<String>,
+    /// Constraints on other packages (`constrains`).
+    pub constrains: Vec<String>,
+    /// Files.
+    pub files: Vec<PackageFile>,
+    /// Archive format.
+    pub format: ArchiveFormat,
+}
+
+impl PackageBuild {
+    /// A `noarch: generic` package with one data file naming it.
+    pub fn new(name: &str, version: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            build: "0".to_owned(),
+            build_number: 0,
+            subdir: "noarch".to_owned(),
+            depends: Vec::new(),
+            constrains: Vec::new(),
+            files: vec![PackageFile::data(
+                &format!("share/{name}/VERSION"),
+                format!("{name} {version}\n"),
+            )],
+            format: ArchiveFormat::Conda,
+        }
+    }
+
+    /// Builds for `subdir` instead of `noarch`.
+    #[must_use]
+    pub fn subdir(mut self, subdir: &str) -> Self {
+        subdir.clone_into(&mut self.subdir);
+        self
+    }
+
+    /// Adds dependencies.
+    #[must_use]
+    pub fn depends(mut self, specs: &[&str]) -> Self {
+        self.depends.extend(specs.iter().map(|s| (*s).to_owned()));
+        self
+    }
+
+    /// Adds a file.
+    #[must_use]
+    pub fn file(mut self, file: PackageFile) -> Self {
+        self.files.push(file);
+        self
+    }
+
+    /// Sets the build string and number.
+    #[must_use]
+    pub fn build(mut self, build: &str, number: u64) -> Self {
+        build.clone_into(&mut self.build);
+        self.build_number = number;
+        self
+    }
+
+    /// Sets the archive format.
+    #[must_use]
+    pub fn format(mut self, format: ArchiveFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The archive's file name, e.g. `hello-1.0-0.conda`.
+    pub fn file_name(&self) -> String {
+        let ext = match self.format {
+            ArchiveFormat::Conda => "conda",
+            ArchiveFormat::TarBz2 => "tar.bz2",
+        };
+        format!("{}-{}-{}.{ext}", self.name, self.version, self.build)
+    }
+
+    /// Writes the package archive into `channel/<subdir>/` and returns its path.
+    pub fn write_into(&self, channel: &Path) -> Result<PathBuf> {
+        let channel_err = |message: String| EnvError::Channel {
+            path: channel.to_path_buf(),
+            message,
+        };
+        let staging = tempfile::tempdir().map_err(|e| EnvError::io(std::env::temp_dir(), e))?;
+        let root = staging.path();
+        let mut paths = Vec::new();
+        let mut entries = Vec::new();
+        let mut has_prefix = String::new();
+        for file in &self.files {
+            let target = root.join(&file.path);
+            if let Some(parent) = target.parent() {
+                fs_err::create_dir_all(parent)?;
+            }
+            fs_err::write(&target, &file.contents)?;
+            set_mode(&target, if file.executable { 0o755 } else { 0o644 })?;
+            let sha = rattler_digest::compute_bytes_digest::<Sha256>(&file.contents);
+            let mut entry = json!({
+                "_path": file.path,
+                "path_type": "hardlink",
+                "sha256": hex::encode(sha),
+                "size_in_bytes": file.contents.len(),
+            });
+            if file.has_prefix {
+                if let Some(obj) = entry.as_object_mut() {
+                    obj.insert("file_mode".into(), json!("text"));
+                    obj.insert("prefix_placeholder".into(), json!(PREFIX_PLACEHOLDER));
+                }
+                has_prefix.push_str(&format!("{PREFIX_PLACEHOLDER} text {}\n", file.path));
+            }
+            entries.push(entry);
+            paths.push(target);
+        }
+        let (platform, arch) = match self.subdir.as_str() {
+            "noarch" => (None, None),
+            other => {
+                let mut parts = other.splitn(2, '-');
+                let os = parts.next().map(str::to_owned);
+                let arch = match parts.next() {
+                    Some("64") => Some("x86_64".to_owned()),
+                    Some(a) => Some(a.to_owned()),
+                    None => None,
+                };
+                (os, arch)
+            }
+        };
+        let mut index = json!({
+            "name": self.name,
+            "version": self.version,
+            "build": self.build,
+            "build_number": self.build_number,
+            "depends": self.depends,
+            "constrains": self.constrains,
+            "license": "MIT",
+            "subdir": self.subdir,
+            "timestamp": 1_700_000_000_000_u64,
+            "platform": platform,
+            "arch": arch,
+        });
+        if self.subdir == "noarch" {
+            if let Some(obj) = index.as_object_mut() {
+                obj.insert("noarch".into(), json!("generic"));
+            }
+        }
+        let info = root.join("info");
+        fs_err::create_dir_all(&info)?;
+        let write_json = |name: &str, value: &serde_json::Value| -> Result<PathBuf> {
+            let path = info.join(name);
+            let text = serde_json::to_string_pretty(value)
+                .map_err(|e| channel_err(format!("serialising {name}: {e}")))?;
+            fs_err::write(&path, text)?;
+            Ok(path)
+        };
+        paths.push(write_json("index.json", &index)?);
+        paths.push(write_json(
+            "paths.json",
+            &json!({ "paths": entries, "paths_version": 1 }),
+        )?);
+        let files_list: String = self.files.iter().map(|f| format!("{}\n", f.path)).collect();
+        let files_path = info.join("files");
+        fs_err::write(&files_path, files_list)?;
+        paths.push(files_path);
+        if !has_prefix.is_empty() {
+            let p = info.join("has_prefix");
+            fs_err::write(&p, has_prefix)?;
+            paths.push(p);
+        }
+
+        let subdir_dir = channel.join(&self.subdir);
+        fs_err::create_dir_all(&subdir_dir)?;
+        let out = subdir_dir.join(self.file_name());
+        let mut file = fs_err::File::create(&out)?;
+        let stem = format!("{}-{}-{}", self.name, self.version, self.build);
+        match self.format {
+            ArchiveFormat::Conda => rattler_package_streaming::write::write_conda_package(
+                &mut file,
+                root,
+                &paths,
+                CompressionLevel::Default,
+                Some(1),
+                &stem,
+                None,
+                None,
+            ),
+            ArchiveFormat::TarBz2 => rattler_package_streaming::write::write_tar_bz2_package(
+                &mut file,
+                root,
+                &paths,
+                CompressionLevel::Default,
+                None,
+                None,
+            ),
+        }
+        .map_err(|e| channel_err(format!("writing {}: {e}", out.display())))?;
+        file.flush()?;
+        Ok(out)
+    }
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> Result<()> {
+    Ok(())
+}
+
+/// Writes `repodata.json` for every subdir of the channel in `dir` (and an empty `noarch`
+/// index when there is none, which conda clients expect).
+pub async fn index_channel(dir: &Path) -> Result<()> {
+    let err = |message: String| EnvError::Channel {
+        path: dir.to_path_buf(),
+        message,
+    };
+    fs_err::create_dir_all(dir.join("noarch"))?;
+    rattler_index::index_fs(rattler_index::IndexFsConfig {
+        channel: dir.to_path_buf(),
+        target_platform: None,
+        repodata_patch: None,
+        write_zst: false,
+        write_shards: false,
+        repodata_revisions: Vec::new(),
+        package_revision_assignment: rattler_index::PackageRevisionAssignment::default(),
+        force: true,
+        max_parallel: 4,
+        multi_progress: None,
+    })
+    .await
+    .map_err(|e| err(format!("{e:#}")))
+}
+
+/// Builds `packages` into `dir` and indexes it. Runs its own runtime on a separate thread, so it
+/// can be called from synchronous code and from inside another runtime alike.
+pub fn build_channel(dir: &Path, packages: &[PackageBuild]) -> Result<Url> {
+    fs_err::create_dir_all(dir)?;
+    for package in packages {
+        package.write_into(dir)?;
+    }
+    let dir_owned = dir.to_path_buf();
+    let handle = std::thread::spawn(move || -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| EnvError::io(&dir_owned, e))?;
+        runtime.block_on(index_channel(&dir_owned))
+    });
+    handle.join().map_err(|_| EnvError::Channel {
+        path: dir.to_path_buf(),
+        message: "the indexing thread panicked".to_owned(),
+    })??;
+    let canonical = fs_err::canonicalize(dir)?;
+    Url::from_directory_path(&canonical).map_err(|()| EnvError::Channel {
+        path: canonical.clone(),
+        message: "not an absolute path".to_owned(),
+    })
+}
+
+/// The packages of the demo channel: `hello` (a script that greets from its prefix) depending
+/// on `greeting-data`, with two versions of each.
+pub fn demo_packages() -> Vec<PackageBuild> {
+    vec![
+        PackageBuild::new("greeting-data", "1.0")
+            .file(PackageFile::data("share/greeting-data/greeting.txt", "Hello\n")),
+        PackageBuild::new("greeting-data", "2.0")
+            .file(PackageFile::data("share/greeting-data/greeting.txt", "Hello again\n")),
+        PackageBuild::new("hello", "1.0")
+            .depends(&["greeting-data 1.*"])
+            .file(PackageFile::script(
+                "hello",
+                "echo \"$(cat \"$PREFIX/share/greeting-data/greeting.txt\") from $PREFIX\"",
+            )),
+        PackageBuild::new("hello", "2.0")
+            .depends(&["greeting-data >=2"])
+            .file(PackageFile::script(
+                "hello",
+                "echo \"$(cat \"$PREFIX/share/greeting-data/greeting.txt\") from $PREFIX (v2)\"",
+            )),
+    ]
+}
+
+/// Builds the demo channel in `dir` and returns its `file://` URL.
+pub fn build_demo_channel(dir: &Path) -> Result<Url> {
+    build_channel(dir, &demo_packages())
+}
+
+/// The packages the integration tests use: several names and versions, dependencies,
+/// `noarch` and `linux-64`, both archive formats, prefix placeholders and scripts.
+pub fn test_packages() -> Vec<PackageBuild> {
+    let mut packages = demo_packages();
+    packages.extend([
+        PackageBuild::new("libfoo", "1.0")
+            .subdir("linux-64")
+            .build("h0", 0)
+            .file(PackageFile::data("lib/libfoo.txt", "libfoo 1.0\n")),
+        PackageBuild::new("libfoo", "1.2")
+            .subdir("linux-64")
+            .build("h0", 0)
+            .format(ArchiveFormat::TarBz2)
+            .file(PackageFile::data("lib/libfoo.txt", "libfoo 1.2\n")),
+        PackageBuild::new("foo-tools", "0.3")
+            .subdir("linux-64")
+            .build("h1", 1)
+            .depends(&["libfoo >=1.0", "__glibc >=2.17"])
+            .file(PackageFile::script(
+                "foo-tool",
+                "echo \"foo-tool in $PREFIX\"; exit \"${1:-0}\"",
+            ))
+            .file(PackageFile {
+                path: "etc/foo-tools/config.txt".to_owned(),
+                contents: format!("prefix = {PREFIX_PLACEHOLDER}\n").into_bytes(),
+                executable: false,
+                has_prefix: true,
+            }),
+        PackageBuild::new("needs-old-foo", "1.0").depends(&["libfoo <1.0"]),
+        PackageBuild::new("gpu-kernels", "1.0")
+            .subdir("linux-64")
+            .depends(&["__cuda >=12"]),
+    ]);
+    packages
+}

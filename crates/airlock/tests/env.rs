@@ -1,0 +1,708 @@
+//! `airlock env` end to end: the real binary against a local channel of real conda packages
+//! built and indexed by the test, with `conda-forge` mapped onto it through `channel_alias`.
+//! Every test has its own HOME and XDG directories; nothing touches the network.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use airlock_env::testchannel::{self, PackageBuild, PackageFile};
+
+/// The shared channel root: `<root>/conda-forge` is the channel, `<root>` the alias.
+fn channels_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("airlock-env-channels-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        testchannel::build_channel(&dir.join("conda-forge"), &testchannel::test_packages())
+            .unwrap();
+        dir
+    })
+}
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("airlock-env-test-")
+            .tempdir()
+            .unwrap();
+        for sub in ["home", "data", "cache", "config", "state", "work"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        Self { dir }
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    fn home(&self) -> PathBuf {
+        self.path("home")
+    }
+
+    fn envs_dir(&self) -> PathBuf {
+        self.path("data").join("airlock").join("envs")
+    }
+
+    fn pkgs_dir(&self) -> PathBuf {
+        self.path("cache").join("airlock").join("pkgs")
+    }
+
+    fn prefix(&self, name: &str) -> PathBuf {
+        self.envs_dir().join(name)
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("AIRLOCK_")
+                || key.starts_with("CONDA")
+                || key.starts_with("XDG_")
+                || key.starts_with("PIP_")
+                || key == "RUST_LOG"
+            {
+                cmd.env_remove(&key);
+            }
+        }
+        let alias = url::Url::from_directory_path(channels_root()).unwrap();
+        cmd.env("HOME", self.home())
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_STATE_HOME", self.path("state"))
+            .env("AIRLOCK_CHANNEL_ALIAS", alias.as_str())
+            .env("PIP_CONFIG_FILE", "/dev/null")
+            .env("PYTHONNOUSERSITE", "1")
+            .current_dir(self.path("work"));
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "airlock {args:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and asserts failure; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "airlock {args:?} should have failed:\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path("work").join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// `name-version-build` of every record in `conda-meta`.
+fn installed(prefix: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(prefix.join("conda-meta"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn read_dir_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| {
+                    let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                    name.contains("airlock-staging").then_some(name)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn create_by_name_installs_dependencies_and_replaces_prefix() {
+    let s = Sandbox::new();
+    let out = s.run(&["env", "create", "-n", "demo", "-c", "conda-forge", "hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("linking"), "plain progress lines: {stderr}");
+    let prefix = s.prefix("demo");
+    assert_eq!(installed(&prefix), vec!["greeting-data-2.0-0", "hello-2.0-0"]);
+    let script = std::fs::read_to_string(prefix.join("bin/hello")).unwrap();
+    assert!(script.contains(&format!("PREFIX=\"{}\"", prefix.display())), "{script}");
+    assert!(!script.contains(testchannel::PREFIX_PLACEHOLDER));
+    let registry = std::fs::read_to_string(s.home().join(".conda/environments.txt")).unwrap();
+    assert!(registry.lines().any(|l| Path::new(l) == prefix), "{registry}");
+    let history = std::fs::read_to_string(prefix.join("conda-meta/history")).unwrap();
+    assert!(history.contains("# update specs: ['hello']"), "{history}");
+    assert!(history.contains("+"), "{history}");
+    assert!(leftovers(&s.envs_dir()).is_empty());
+    // The cache is the XDG one.
+    assert!(s.pkgs_dir().join("hello-2.0-0").is_dir());
+    // The script runs from the environment.
+    let out = s.ok(&["env", "run", "-n", "demo", "--", "hello"]);
+    assert_eq!(out.trim(), format!("Hello again from {} (v2)", prefix.display()));
+}
+
+#[test]
+fn version_pins_pick_matching_dependencies_and_both_archive_formats() {
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "old", "hello=1.0", "foo-tools", "libfoo=1.2"]);
+    assert_eq!(
+        installed(&s.prefix("old")),
+        vec![
+            "foo-tools-0.3-h1",
+            "greeting-data-1.0-0",
+            "hello-1.0-0",
+            "libfoo-1.2-h0"
+        ]
+    );
+    let config = std::fs::read_to_string(s.prefix("old").join("etc/foo-tools/config.txt")).unwrap();
+    assert_eq!(config, format!("prefix = {}\n", s.prefix("old").display()));
+}
+
+#[test]
+fn run_passes_exit_status_and_arguments_through() {
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "tools", "foo-tools"]);
+    let out = s.run(&["env", "run", "-n", "tools", "--", "foo-tool", "7"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("foo-tool in {}", s.prefix("tools").display())
+    );
+    let out = s.run(&["env", "run", "-n", "tools", "--", "sh", "-c", "echo $CONDA_PREFIX; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        s.prefix("tools").display().to_string()
+    );
+}
+
+#[test]
+fn prefix_works_instead_of_name() {
+    let s = Sandbox::new();
+    let prefix = s.path("work").join("myenv");
+    let p = prefix.to_str().unwrap();
+    s.ok(&["env", "create", "-p", p, "hello"]);
+    assert!(prefix.join("bin/hello").is_file());
+    let out = s.ok(&["env", "run", "-p", p, "--", "hello"]);
+    assert!(out.contains(&prefix.display().to_string()), "{out}");
+    let hook = s.ok(&["env", "shell-hook", "-p", p]);
+    assert!(hook.contains(&format!("{p}/bin")), "{hook}");
+    let list = s.ok(&["env", "list"]);
+    assert!(list.contains(p), "{list}");
+    s.ok(&["env", "remove", "-p", p]);
+    assert!(!prefix.exists());
+    let registry = std::fs::read_to_string(s.home().join(".conda/environments.txt")).unwrap();
+    assert!(!registry.contains(p), "{registry}");
+}
+
+#[test]
+fn list_shows_airlock_and_conda_environments() {
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "one", "hello"]);
+    // An environment conda made elsewhere, known only from environments.txt.
+    let foreign = s.path("work").join("conda-made");
+    std::fs::create_dir_all(foreign.join("conda-meta")).unwrap();
+    std::fs::write(foreign.join("conda-meta/python-3.11.7-h0.json"), "{}").unwrap();
+    let registry = s.home().join(".conda/environments.txt");
+    let mut text = std::fs::read_to_string(&registry).unwrap();
+    text.push_str(&format!("{}\n", foreign.display()));
+    std::fs::write(&registry, text).unwrap();
+
+    let table = s.ok(&["env", "list"]);
+    assert!(table.contains("one"), "{table}");
+    assert!(table.contains("conda-made"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&s.ok(&["env", "list", "--json"])).unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{json}");
+    assert_eq!(rows[0]["name"], "one");
+    assert_eq!(rows[0]["packages"], 2);
+    assert_eq!(rows[1]["python"], "3.11.7");
+}
+
+#[test]
+fn remove_deletes_and_unregisters() {
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "gone", "hello"]);
+    s.ok(&["env", "remove", "-n", "gone"]);
+    assert!(!s.prefix("gone").exists());
+    let registry = std::fs::read_to_string(s.home().join(".conda/environments.txt")).unwrap();
+    assert!(registry.trim().is_empty(), "{registry}");
+    let err = s.fails(&["env", "remove", "-n", "gone"]);
+    assert!(err.contains("environment `gone` does not exist"), "{err}");
+}
+
+#[test]
+fn export_in_all_formats() {
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "exp", "-c", "conda-forge", "hello>=1", "libfoo"]);
+    let yaml = s.ok(&["env", "export", "-n", "exp"]);
+    assert!(yaml.starts_with("name: exp\nchannels:\n  - conda-forge\ndependencies:\n"), "{yaml}");
+    assert!(yaml.contains("  - hello=2.0=0\n"), "{yaml}");
+    assert!(yaml.contains("  - libfoo=1.2=h0\n"), "{yaml}");
+    assert!(yaml.contains(&format!("prefix: {}", s.prefix("exp").display())), "{yaml}");
+    let no_builds = s.ok(&["env", "export", "-n", "exp", "--no-builds"]);
+    assert!(no_builds.contains("  - greeting-data=2.0\n"), "{no_builds}");
+    assert!(no_builds.contains("  - hello=2.0\n"), "{no_builds}");
+    let history = s.ok(&["env", "export", "-n", "exp", "--from-history"]);
+    assert!(history.contains("dependencies:\n  - hello>=1\n  - libfoo\n"), "{history}");
+    assert!(!history.contains("greeting-data"), "{history}");
+    let explicit = s.ok(&["env", "export", "-n", "exp", "--format", "explicit"]);
+    assert!(explicit.contains("@EXPLICIT\n"), "{explicit}");
+    assert!(explicit.contains("conda-forge/noarch/hello-2.0-0.conda#sha256:"), "{explicit}");
+    assert!(explicit.contains("conda-forge/linux-64/libfoo-1.2-h0.tar.bz2#"), "{explicit}");
+    let lock = s.ok(&["env", "export", "-n", "exp", "--format", "lock"]);
+    assert!(lock.starts_with("version: 7"), "{lock}");
+    assert!(lock.contains("hello-2.0-0.conda"), "{lock}");
+
+    // The exported yml recreates the environment.
+    let file = s.write("exported.yml", &no_builds.replace("name: exp", "name: again"));
+    s.ok(&["env", "create", "-f", file.to_str().unwrap()]);
+    assert_eq!(installed(&s.prefix("again")), installed(&s.prefix("exp")));
+}
+
+#[test]
+fn lock_then_install_without_solving_is_byte_identical() {
+    let s = Sandbox::new();
+    let yml = s.write(
+        "environment.yml",
+        "name: locked\nchannels:\n  - conda-forge\ndependencies:\n  - hello=1.0\n  - foo-tools\n",
+    );
+    let lock = s.path("work").join("pixi.lock");
+    s.ok(&["env", "lock", "-f", yml.to_str().unwrap(), "--platform", "linux-64", "--platform", "osx-arm64", "--cuda", "12.4"]);
+    let text = std::fs::read_to_string(&lock).unwrap();
+    assert!(text.starts_with("version: 7"), "{text}");
+    assert!(text.contains("linux-64"), "{text}");
+    assert!(text.contains("osx-arm64"), "{text}");
+    assert!(text.contains("__cuda=12.4"), "virtual packages recorded: {text}");
+    assert!(text.contains("__glibc="), "{text}");
+
+    let l = lock.to_str().unwrap();
+    s.ok(&["env", "install", "--lock", l, "-n", "fromlock"]);
+    let first = read_dir_bytes(&s.prefix("fromlock").join("conda-meta"));
+    assert!(first.contains_key("hello-1.0-0.json"), "{:?}", first.keys());
+    assert!(first.contains_key("foo-tools-0.3-h1.json"), "{:?}", first.keys());
+    s.ok(&["env", "remove", "-n", "fromlock"]);
+    s.ok(&["env", "install", "--lock", l, "-n", "fromlock"]);
+    let second = read_dir_bytes(&s.prefix("fromlock").join("conda-meta"));
+    assert_eq!(first, second, "conda-meta differs between two installs of the same lock");
+
+    // Installing a platform the lock does not have says so.
+    let err = s.fails(&["env", "install", "--lock", l, "-n", "x", "--platform", "win-64"]);
+    assert!(err.contains("no packages for platform win-64"), "{err}");
+}
+
+#[test]
+fn cuda_is_a_virtual_package() {
+    let s = Sandbox::new();
+    let out = s.command().args(["env", "create", "-n", "gpu", "gpu-kernels"]).env("CONDA_OVERRIDE_CUDA", "").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("__cuda"), "{err}");
+    s.ok(&["env", "create", "-n", "gpu", "--cuda", "12.2", "gpu-kernels"]);
+    assert_eq!(installed(&s.prefix("gpu")), vec!["gpu-kernels-1.0-0"]);
+}
+
+#[test]
+fn update_changes_versions_and_keeps_history() {
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "up", "hello=1.0"]);
+    assert!(installed(&s.prefix("up")).contains(&"hello-1.0-0".to_owned()));
+    s.ok(&["env", "update", "-n", "up", "hello=2.0", "libfoo"]);
+    assert_eq!(
+        installed(&s.prefix("up")),
+        vec!["greeting-data-2.0-0", "hello-2.0-0", "libfoo-1.2-h0"]
+    );
+    let history = s.ok(&["env", "export", "-n", "up", "--from-history"]);
+    assert!(history.contains("  - hello=2.0\n  - libfoo\n"), "{history}");
+    let script = std::fs::read_to_string(s.prefix("up").join("bin/hello")).unwrap();
+    assert!(script.contains("(v2)"), "{script}");
+}
+
+#[test]
+fn shell_hook_activates_in_bash_and_prints_fish() {
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "sh", "hello"]);
+    let hook = s.ok(&["env", "shell-hook", "-n", "sh", "--shell", "bash"]);
+    let prefix = s.prefix("sh");
+    let out = Command::new("bash")
+        .args(["-c", &format!("{hook}\ncommand -v hello; echo $CONDA_PREFIX; hello")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], prefix.join("bin/hello").display().to_string());
+    assert_eq!(lines[1], prefix.display().to_string());
+    assert!(lines[2].starts_with("Hello again from"), "{stdout}");
+
+    let fish = s.ok(&["env", "shell-hook", "-n", "sh", "--shell", "fish"]);
+    assert!(fish.contains("set -gx"), "{fish}");
+    assert!(fish.contains(&format!("{}/bin", prefix.display())), "{fish}");
+    if which("fish") {
+        let out = Command::new("fish")
+            .args(["-c", &format!("{fish}\ncommand -v hello")])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            prefix.join("bin/hello").display().to_string()
+        );
+    }
+    let zsh = s.ok(&["env", "shell-hook", "-n", "sh", "--shell", "zsh"]);
+    assert!(zsh.contains("export PATH="), "{zsh}");
+    let err = s.fails(&["env", "shell-hook", "-n", "sh", "--shell", "tcsh"]);
+    assert!(err.contains("unsupported shell"), "{err}");
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| d.join(program).is_file())
+    })
+}
+
+#[test]
+fn environment_yml_with_variables_and_name() {
+    let s = Sandbox::new();
+    let yml = s.write(
+        "environment.yml",
+        "name: fromfile\nchannels:\n  - conda-forge\ndependencies:\n  - conda-forge::hello=1.0\nvariables:\n  MY_SETTING: forty-two\n",
+    );
+    s.ok(&["env", "create", "-f", yml.to_str().unwrap()]);
+    assert!(installed(&s.prefix("fromfile")).contains(&"hello-1.0-0".to_owned()));
+    let out = s.ok(&["env", "run", "-n", "fromfile", "--", "sh", "-c", "echo $MY_SETTING"]);
+    assert_eq!(out.trim(), "forty-two");
+    // -n overrides the file's name.
+    s.ok(&["env", "create", "-f", yml.to_str().unwrap(), "-n", "renamed"]);
+    assert!(s.prefix("renamed").is_dir());
+}
+
+#[test]
+fn config_toml_sets_channels_alias_and_envs_dir() {
+    let s = Sandbox::new();
+    let alias = url::Url::from_directory_path(channels_root()).unwrap();
+    let envs = s.path("work").join("custom-envs");
+    std::fs::create_dir_all(s.path("config/airlock")).unwrap();
+    std::fs::write(
+        s.path("config/airlock/config.toml"),
+        format!(
+            "channels = [\"conda-forge\"]\nchannel_alias = \"{}\"\nenvs_dir = \"{}\"\n",
+            alias.as_str().trim_end_matches('/'),
+            envs.display()
+        ),
+    )
+    .unwrap();
+    s.command()
+        .args(["env", "create", "-n", "cfg", "hello"])
+        .env_remove("AIRLOCK_CHANNEL_ALIAS")
+        .status()
+        .unwrap()
+        .success()
+        .then_some(())
+        .unwrap();
+    assert!(envs.join("cfg/bin/hello").is_file());
+
+    // A broken config names file and line.
+    std::fs::write(s.path("config/airlock/config.toml"), "channels = [\"a\"]\nnot_a_setting = 1\n").unwrap();
+    let err = s.fails(&["env", "list"]);
+    assert!(err.contains("config.toml:2"), "{err}");
+}
+
+#[test]
+fn condarc_channels_and_envs_dirs_are_read() {
+    let s = Sandbox::new();
+    let alias = url::Url::from_directory_path(channels_root()).unwrap();
+    let conda_envs = s.path("work").join("conda-envs");
+    std::fs::write(
+        s.home().join(".condarc"),
+        format!(
+            "channels:\n  - conda-forge\nchannel_alias: {}\nenvs_dirs:\n  - {}\n",
+            alias.as_str(),
+            conda_envs.display()
+        ),
+    )
+    .unwrap();
+    let out = s
+        .command()
+        .args(["env", "create", "-n", "rc", "hello"])
+        .env_remove("AIRLOCK_CHANNEL_ALIAS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // An environment in conda's envs_dirs is found by name.
+    std::fs::create_dir_all(conda_envs.join("legacy/conda-meta")).unwrap();
+    let out = s.ok(&["env", "run", "-n", "legacy", "--", "sh", "-c", "echo $CONDA_PREFIX"]);
+    assert_eq!(out.trim(), conda_envs.join("legacy").display().to_string());
+}
+
+#[test]
+fn stale_staging_directories_are_cleaned_and_failures_leave_nothing() {
+    let s = Sandbox::new();
+    // A channel whose index lists an archive that is gone: the fetch fails mid-install.
+    let broken = s.path("work").join("broken-channel");
+    copy_dir(&channels_root().join("conda-forge"), &broken);
+    std::fs::remove_file(broken.join("noarch/hello-2.0-0.conda")).unwrap();
+    let url = url::Url::from_directory_path(&broken).unwrap();
+    let err = s.fails(&["env", "create", "-n", "broken", "-c", url.as_str(), "hello"]);
+    assert!(err.contains("broken"), "{err}");
+    assert!(!s.prefix("broken").exists(), "half environment left behind");
+    assert!(leftovers(&s.envs_dir()).is_empty(), "{:?}", leftovers(&s.envs_dir()));
+
+    let stale = s.envs_dir().join(".killed.airlock-staging-999999999");
+    std::fs::create_dir_all(stale.join("conda-meta")).unwrap();
+    s.ok(&["env", "create", "-n", "fresh", "hello"]);
+    assert!(!stale.exists(), "stale staging directory was not cleaned");
+    let registry = std::fs::read_to_string(s.home().join(".conda/environments.txt")).unwrap();
+    assert!(!registry.contains("broken"), "{registry}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn corrupt_cached_package_is_fetched_again() {
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "first", "hello"]);
+    let cached = s.pkgs_dir().join("greeting-data-2.0-0/share/greeting-data/greeting.txt");
+    // Break the hard link to the first environment, then corrupt the cache's copy.
+    std::fs::remove_file(&cached).unwrap();
+    std::fs::write(&cached, "garbage, same length!").unwrap();
+    s.ok(&["env", "create", "-n", "second", "hello"]);
+    let text = std::fs::read_to_string(
+        s.prefix("second").join("share/greeting-data/greeting.txt"),
+    )
+    .unwrap();
+    assert_eq!(text, "Hello again\n");
+}
+
+#[test]
+fn malformed_environment_yml_names_file_line_and_field() {
+    let s = Sandbox::new();
+    let yml = s.write(
+        "bad.yml",
+        "name: bad\nchannels:\n  - conda-forge\ndependencies:\n  - hello\n  - 'hello >=>= 1'\n",
+    );
+    let err = s.fails(&["env", "create", "-f", yml.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!("{}:6: field `dependencies[1]`", yml.display())),
+        "{err}"
+    );
+    let yml = s.write("syntax.yml", "name: bad\ndependencies:\n  - hello\n - [oops\n");
+    let err = s.fails(&["env", "create", "-f", yml.to_str().unwrap()]);
+    assert!(err.contains("syntax.yml:"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+}
+
+#[test]
+fn unsatisfiable_specs_name_the_conflict() {
+    let s = Sandbox::new();
+    let err = s.fails(&["env", "create", "-n", "x", "hello=1.0", "greeting-data>=2"]);
+    assert!(err.contains("cannot be installed together"), "{err}");
+    assert!(err.contains("greeting-data"), "{err}");
+    let err = s.fails(&["env", "create", "-n", "x", "needs-old-foo"]);
+    assert!(err.contains("libfoo"), "{err}");
+    let err = s.fails(&["env", "create", "-n", "x", "no-such-package"]);
+    assert!(err.contains("no-such-package"), "{err}");
+    assert!(!s.prefix("x").exists());
+}
+
+#[test]
+fn unknown_unreachable_and_offline_channels() {
+    let s = Sandbox::new();
+    let err = s.fails(&["env", "create", "-n", "x", "-c", "no-such-channel", "hello"]);
+    assert!(err.contains("channel `no-such-channel` does not exist"), "{err}");
+    // Nothing listens on port 9 of loopback.
+    let err = s.fails(&["env", "create", "-n", "x", "-c", "http://127.0.0.1:9/chan", "hello"]);
+    assert!(err.contains("could not be reached"), "{err}");
+    let out = s
+        .command()
+        .args(["env", "create", "-n", "x", "-c", "https://conda.anaconda.org/conda-forge", "hello"])
+        .env("AIRLOCK_OFFLINE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("offline mode"), "{err}");
+}
+
+#[test]
+fn missing_environment_is_one_sentence() {
+    let s = Sandbox::new();
+    for args in [
+        &["env", "run", "-n", "nope", "--", "true"][..],
+        &["env", "export", "-n", "nope"][..],
+        &["env", "shell-hook", "-n", "nope"][..],
+        &["env", "update", "-n", "nope", "hello"][..],
+    ] {
+        let err = s.fails(args);
+        assert_eq!(
+            err.trim(),
+            "airlock: error: environment `nope` does not exist; `airlock env list` shows the known ones",
+            "{args:?}"
+        );
+    }
+    let err = s.fails(&["env", "create", "-n", "../escape", "hello"]);
+    assert!(err.contains("invalid environment name"), "{err}");
+}
+
+#[test]
+fn existing_environment_is_not_overwritten_without_force() {
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "keep", "hello=1.0"]);
+    let err = s.fails(&["env", "create", "-n", "keep", "hello"]);
+    assert!(err.contains("already exists"), "{err}");
+    s.ok(&["env", "create", "-n", "keep", "--force", "hello=2.0"]);
+    assert!(installed(&s.prefix("keep")).contains(&"hello-2.0-0".to_owned()));
+    assert!(leftovers(&s.envs_dir()).is_empty());
+}
+
+/// A `python` conda package whose interpreter is a venv made by the test: the pip section runs
+/// against a real interpreter that is isolated from the system's site-packages.
+#[test]
+fn pip_section_installs_into_the_environment_interpreter() {
+    if !which("python3") {
+        eprintln!("skipping: python3 is not installed");
+        return;
+    }
+    let s = Sandbox::new();
+    let venv = s.path("venv");
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pychan = s.path("pychannel");
+    testchannel::build_channel(
+        &pychan,
+        &[PackageBuild::new("python", "3.11.99").file(PackageFile {
+            path: "bin/python".to_owned(),
+            contents: format!("#!/bin/sh\nexec \"{}/bin/python\" \"$@\"\n", venv.display()).into_bytes(),
+            executable: true,
+            has_prefix: false,
+        })],
+    )
+    .unwrap();
+    let wheels = s.path("work/wheels");
+    build_wheel(&wheels, "tinypkg", "0.1");
+    let yml = s.write(
+        "proj/environment.yml",
+        &format!(
+            "name: withpip\nchannels:\n  - {}\n  - conda-forge\ndependencies:\n  - python=3.11\n  - hello\n  - pip:\n    - --no-index\n    - --find-links {}\n    - tinypkg==0.1\n",
+            url::Url::from_directory_path(&pychan).unwrap(),
+            wheels.display()
+        ),
+    );
+    let out = s.command().args(["env", "create", "-f", yml.to_str().unwrap()]).env("PATH", path_without_uv()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let requirements = std::fs::read_to_string(s.path("work/proj/environment.airlock-pip-requirements.txt")).unwrap();
+    assert_eq!(requirements, format!("--no-index\n--find-links {}\ntinypkg==0.1\n", wheels.display()));
+    let out = s.ok(&["env", "run", "-n", "withpip", "--", "python", "-c", "import tinypkg; print(tinypkg.VERSION)"]);
+    assert_eq!(out.trim(), "0.1");
+    let export = s.ok(&["env", "export", "-n", "withpip", "--no-builds"]);
+    assert!(export.contains("  - pip:\n      - tinypkg==0.1\n"), "{export}");
+    assert!(export.contains("  - python=3.11.99\n"), "{export}");
+}
+
+fn path_without_uv() -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::env::split_paths(&path).filter(|d| !d.join("uv").is_file())).unwrap()
+}
+
+/// Writes a pure-Python wheel by hand (a wheel is a zip with a dist-info directory).
+fn build_wheel(dir: &Path, name: &str, version: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let script = format!(
+        r#"
+import zipfile, hashlib, base64, sys
+name, version, out = "{name}", "{version}", sys.argv[1]
+files = {{
+    f"{{name}}/__init__.py": f"VERSION = '{{version}}'\n",
+    f"{{name}}-{{version}}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {{name}}\nVersion: {{version}}\n",
+    f"{{name}}-{{version}}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}}
+record = []
+path = f"{{out}}/{{name}}-{{version}}-py3-none-any.whl"
+with zipfile.ZipFile(path, "w") as z:
+    for p, text in files.items():
+        data = text.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{{p}},sha256={{digest}},{{len(data)}}")
+        z.writestr(p, data)
+    record.append(f"{{name}}-{{version}}.dist-info/RECORD,,")
+    z.writestr(f"{{name}}-{{version}}.dist-info/RECORD", "\n".join(record) + "\n")
+"#
+    );
+    let status = Command::new("python3")
+        .args(["-c", &script])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn demo_channel_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = testchannel::build_demo_channel(dir.path()).unwrap();
+    assert_eq!(url.scheme(), "file");
+    assert!(dir.path().join("noarch/repodata.json").is_file());
+    assert!(dir.path().join("noarch/hello-2.0-0.conda").is_file());
+}
