@@ -1,0 +1,367 @@
+//! The audit log: one JSON object per line per decision, appended with a single `write(2)` on
+//! an `O_APPEND` descriptor (so lines from several writers never interleave), file 0600 and
+//! directory 0700 from creation, rotated by size (`audit.jsonl` → `audit.jsonl.1` → ...).
+//! Fingerprints only: never key material.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use airlock_agent::policy::{AuditEvent, AuditSink};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::PolicyError;
+
+/// Rotate when the file would grow past this (10 MiB).
+pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Keep this many rotated files (`.1` newest).
+pub const DEFAULT_KEEP: usize = 3;
+
+/// The peer process of a record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPeer {
+    /// User id.
+    pub uid: Option<u32>,
+    /// Process id.
+    pub pid: Option<i32>,
+    /// Executable.
+    pub exe: Option<String>,
+}
+
+/// One hop of a recorded chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecordHop {
+    /// Names the host key is known by.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The host key's SHA256 fingerprint.
+    pub fingerprint: String,
+    /// A forwarding hop.
+    pub forwarded: bool,
+}
+
+/// One line of the audit log, as written and read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// The agent's connection counter.
+    pub connection: u64,
+    /// The peer process.
+    #[serde(default)]
+    pub peer: AuditPeer,
+    /// `list`, `sign`, `add`, ...
+    pub operation: String,
+    /// The key's SHA256 fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The key's name (its comment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The hop chain, first hop first.
+    #[serde(default)]
+    pub chain: Vec<AuditRecordHop>,
+    /// SSHSIG namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Remote user of a userauth signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `allow`, `confirm-allow`, `confirm-deny`, `deny`.
+    pub decision: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl AuditRecord {
+    /// The record of an event, stamped now.
+    pub fn from_event(event: &AuditEvent) -> Self {
+        Self::from_event_at(event, OffsetDateTime::now_utc())
+    }
+
+    /// The record of an event at a given time.
+    pub fn from_event_at(event: &AuditEvent, at: OffsetDateTime) -> Self {
+        Self {
+            time: at.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_default(),
+            connection: event.connection,
+            peer: AuditPeer { uid: event.peer.uid, pid: event.peer.pid, exe: event.peer.exe.clone() },
+            operation: event.operation.clone(),
+            fingerprint: event.fingerprint.clone(),
+            key: event.comment.clone(),
+            chain: event
+                .chain
+                .iter()
+                .map(|h| AuditRecordHop { names: h.names.clone(), fingerprint: h.fingerprint.clone(), forwarded: h.forwarded })
+                .collect(),
+            namespace: event.namespace.clone(),
+            user: event.user.clone(),
+            decision: event.decision.clone(),
+            reason: event.reason.clone(),
+        }
+    }
+
+    /// The time, parsed.
+    pub fn parsed_time(&self) -> Option<OffsetDateTime> {
+        OffsetDateTime::parse(&self.time, &Rfc3339).ok()
+    }
+
+    /// Whether the request was refused (`deny`, `confirm-deny`).
+    pub fn is_denied(&self) -> bool {
+        self.decision.ends_with("deny")
+    }
+}
+
+struct Open {
+    file: File,
+}
+
+/// An append-only audit log with size rotation. Implements [`AuditSink`].
+pub struct AuditLog {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: usize,
+    open: Mutex<Open>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, PolicyError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            let mut b = std::fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+            b.create(dir).map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
+        }
+    }
+    let mut o = OpenOptions::new();
+    o.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path).map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", path.display())).into())
+}
+
+/// `audit.jsonl.N`.
+pub fn rotated_path(path: &Path, n: usize) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+impl AuditLog {
+    /// Open (create) the log with the default rotation: 10 MiB, 3 old files.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, PolicyError> {
+        Self::with_rotation(path, DEFAULT_MAX_BYTES, DEFAULT_KEEP)
+    }
+
+    /// Open with a rotation size and count (`keep` = 0: the file is truncated by rotation).
+    pub fn with_rotation(path: impl Into<PathBuf>, max_bytes: u64, keep: usize) -> Result<Self, PolicyError> {
+        let path = path.into();
+        let file = open_append(&path)?;
+        Ok(Self { path, max_bytes, keep, open: Mutex::new(Open { file }) })
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append one record as one line.
+    pub fn append(&self, record: &AuditRecord) -> Result<(), PolicyError> {
+        let mut line = serde_json::to_vec(record)?;
+        line.push(b'\n');
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let size = open.file.metadata().map(|m| m.len()).unwrap_or(0);
+        if size > 0 && size + line.len() as u64 > self.max_bytes {
+            self.rotate(&mut open)?;
+        }
+        // One write(2) on an O_APPEND descriptor: the line lands whole at the end, whatever
+        // other writers do. A short write (disk full) leaves the rest for a second write.
+        let n = open.file.write(&line).map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display())))?;
+        if let Some(rest) = line.get(n..).filter(|r| !r.is_empty()) {
+            open.file.write_all(rest)?;
+        }
+        Ok(())
+    }
+
+    /// Rename `.N-1` → `.N` ... the log → `.1`, then reopen: done under the mutex, so no line
+    /// is written in between and none is lost.
+    fn rotate(&self, open: &mut Open) -> Result<(), PolicyError> {
+        if self.keep == 0 {
+            open.file.set_len(0)?;
+            return Ok(());
+        }
+        for n in (1..self.keep).rev() {
+            let from = rotated_path(&self.path, n);
+            if from.exists() {
+                fs_err::rename(&from, rotated_path(&self.path, n + 1))?;
+            }
+        }
+        fs_err::rename(&self.path, rotated_path(&self.path, 1))?;
+        open.file = open_append(&self.path)?;
+        Ok(())
+    }
+
+    /// The log files, oldest first: `.keep` ... `.1`, then the log itself (those that exist).
+    pub fn files(path: &Path, keep: usize) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = (1..=keep).rev().map(|n| rotated_path(path, n)).filter(|p| p.exists()).collect();
+        if path.exists() {
+            out.push(path.to_owned());
+        }
+        out
+    }
+}
+
+impl AuditSink for AuditLog {
+    fn record(&self, event: &AuditEvent) {
+        if let Err(e) = self.append(&AuditRecord::from_event(event)) {
+            tracing::warn!("audit log {}: {e}", self.path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_agent::Peer;
+    use airlock_agent::policy::AuditHop;
+    use std::sync::Arc;
+
+    fn event(i: u64) -> AuditEvent {
+        AuditEvent {
+            connection: i,
+            peer: Peer { uid: Some(1000), pid: Some(42), exe: Some("/usr/bin/ssh".into()) },
+            operation: "sign".into(),
+            fingerprint: Some("SHA256:abc".into()),
+            comment: Some("ai-project".into()),
+            chain: vec![AuditHop { names: vec!["gpu-node".into()], fingerprint: "SHA256:host".into(), forwarded: true }],
+            namespace: None,
+            user: Some("git".into()),
+            decision: "allow".into(),
+            reason: "x".repeat(usize::try_from(i % 50).unwrap()),
+        }
+    }
+
+    fn lines(paths: &[PathBuf]) -> Vec<AuditRecord> {
+        paths
+            .iter()
+            .flat_map(|p| std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<AuditRecord>>())
+            .collect()
+    }
+
+    #[test]
+    fn record_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/airlock/audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        log.record(&event(7));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["connection"], 7);
+        assert_eq!(v["peer"]["exe"], "/usr/bin/ssh");
+        assert_eq!(v["key"], "ai-project");
+        assert_eq!(v["chain"][0]["names"][0], "gpu-node");
+        assert_eq!(v["chain"][0]["forwarded"], true);
+        assert_eq!(v["user"], "git");
+        assert!(v.get("namespace").is_none());
+        let rec: AuditRecord = serde_json::from_str(text.trim_end()).unwrap();
+        assert!(rec.parsed_time().is_some(), "{}", rec.time);
+        assert!(rec.time.ends_with('Z'));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/audit.jsonl");
+        let _log = AuditLog::open(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn concurrent_appends_are_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = Arc::new(AuditLog::open(&path).unwrap());
+        // A second writer on its own descriptor, as another process would have.
+        let other = Arc::new(AuditLog::open(&path).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let log = if t % 2 == 0 { Arc::clone(&log) } else { Arc::clone(&other) };
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        log.record(&event(t * 1000 + i));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let records = lines(&[path]);
+        assert_eq!(records.len(), 1600);
+        let mut ids: Vec<u64> = records.iter().map(|r| r.connection).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 1600);
+    }
+
+    #[test]
+    fn rotation_keeps_every_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = Arc::new(AuditLog::with_rotation(&path, 4096, 100).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || {
+                    for i in 0..100 {
+                        log.record(&event(t * 1000 + i));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let files = AuditLog::files(&path, 100);
+        assert!(files.len() > 3, "{files:?}");
+        for f in &files {
+            assert!(std::fs::metadata(f).unwrap().len() <= 4096);
+        }
+        let records = lines(&files);
+        assert_eq!(records.len(), 400);
+        // Per writer thread, oldest file first gives the order of writing.
+        for t in 0..4 {
+            let mine: Vec<u64> = records.iter().map(|r| r.connection).filter(|c| c / 1000 == t).collect();
+            assert_eq!(mine, (0..100).map(|i| t * 1000 + i).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_only_keep_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::with_rotation(&path, 1024, 3).unwrap();
+        for i in 0..200 {
+            log.record(&event(i));
+        }
+        assert!(rotated_path(&path, 3).exists());
+        assert!(!rotated_path(&path, 4).exists());
+        let records = lines(&AuditLog::files(&path, 3));
+        // The newest lines are all there, in order, ending with the last.
+        let ids: Vec<u64> = records.iter().map(|r| r.connection).collect();
+        assert_eq!(ids.last(), Some(&199));
+        assert!(ids.windows(2).all(|w| w[1] == w[0] + 1));
+    }
+}
