@@ -43,8 +43,9 @@ pub use metadata::{ExpiryStatus, KeyMetadata};
 pub use name::KeyName;
 pub use passphrase::Passphrase;
 pub use store::{ImportKey, KeyPaths, KeyStore, NewKey, StoredKey};
+/// The instant type of the metadata, re-exported so callers need not name the `time` crate.
+pub use time::OffsetDateTime;
 
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// The current time in UTC, whole seconds (what the metadata stores).
@@ -56,4 +57,9 @@ pub fn now() -> OffsetDateTime {
 /// An instant as RFC 3339 (`2027-01-30T10:00:00Z`), as stored in the metadata.
 pub fn format_time(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
+}
+
+/// Parse an RFC 3339 instant, as [`format_time`] writes it.
+pub fn parse_time(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
 }

@@ -103,7 +103,8 @@ impl KeyStore {
         }
     }
 
-    fn exists(&self, name: &KeyName) -> bool {
+    /// Whether any of key `name`'s files exists.
+    pub fn exists(&self, name: &KeyName) -> bool {
         let paths = self.paths(name);
         [paths.private, paths.public, paths.metadata]
             .iter()
