@@ -85,16 +85,27 @@ impl AuditRecord {
     /// The record of an event at a given time.
     pub fn from_event_at(event: &AuditEvent, at: OffsetDateTime) -> Self {
         Self {
-            time: at.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_default(),
+            time: at
+                .to_offset(time::UtcOffset::UTC)
+                .format(&Rfc3339)
+                .unwrap_or_default(),
             connection: event.connection,
-            peer: AuditPeer { uid: event.peer.uid, pid: event.peer.pid, exe: event.peer.exe.clone() },
+            peer: AuditPeer {
+                uid: event.peer.uid,
+                pid: event.peer.pid,
+                exe: event.peer.exe.clone(),
+            },
             operation: event.operation.clone(),
             fingerprint: event.fingerprint.clone(),
             key: event.comment.clone(),
             chain: event
                 .chain
                 .iter()
-                .map(|h| AuditRecordHop { names: h.names.clone(), fingerprint: h.fingerprint.clone(), forwarded: h.forwarded })
+                .map(|h| AuditRecordHop {
+                    names: h.names.clone(),
+                    fingerprint: h.fingerprint.clone(),
+                    forwarded: h.forwarded,
+                })
                 .collect(),
             namespace: event.namespace.clone(),
             user: event.user.clone(),
@@ -106,6 +117,27 @@ impl AuditRecord {
     /// The time, parsed.
     pub fn parsed_time(&self) -> Option<OffsetDateTime> {
         OffsetDateTime::parse(&self.time, &Rfc3339).ok()
+    }
+
+    /// The time as a [`std::time::SystemTime`].
+    pub fn system_time(&self) -> Option<std::time::SystemTime> {
+        self.parsed_time().map(std::time::SystemTime::from)
+    }
+
+    /// The time for a table: `2026-01-02 15:04:05Z` (the log's own text if it is not RFC 3339).
+    pub fn short_time(&self) -> String {
+        match self.parsed_time() {
+            Some(t) => format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
+            None => self.time.clone(),
+        }
     }
 
     /// Whether the request was refused (`deny`, `confirm-deny`).
@@ -128,25 +160,31 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
 fn open_append(path: &Path) -> Result<File, PolicyError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            let mut b = std::fs::DirBuilder::new();
-            b.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            b.create(dir).map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("creating {}: {e}", dir.display()))
+        })?;
     }
     let mut o = OpenOptions::new();
     o.append(true).create(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path).map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", path.display())).into())
+    o.open(path).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("opening {}: {e}", path.display())).into()
+    })
 }
 
 /// `audit.jsonl.N`.
@@ -163,10 +201,19 @@ impl AuditLog {
     }
 
     /// Open with a rotation size and count (`keep` = 0: the file is truncated by rotation).
-    pub fn with_rotation(path: impl Into<PathBuf>, max_bytes: u64, keep: usize) -> Result<Self, PolicyError> {
+    pub fn with_rotation(
+        path: impl Into<PathBuf>,
+        max_bytes: u64,
+        keep: usize,
+    ) -> Result<Self, PolicyError> {
         let path = path.into();
         let file = open_append(&path)?;
-        Ok(Self { path, max_bytes, keep, open: Mutex::new(Open { file }) })
+        Ok(Self {
+            path,
+            max_bytes,
+            keep,
+            open: Mutex::new(Open { file }),
+        })
     }
 
     /// The log's path.
@@ -179,13 +226,15 @@ impl AuditLog {
         let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let size = open.file.metadata().map(|m| m.len()).unwrap_or(0);
+        let size = open.file.metadata().map_or(0, |m| m.len());
         if size > 0 && size + line.len() as u64 > self.max_bytes {
             self.rotate(&mut open)?;
         }
         // One write(2) on an O_APPEND descriptor: the line lands whole at the end, whatever
         // other writers do. A short write (disk full) leaves the rest for a second write.
-        let n = open.file.write(&line).map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display())))?;
+        let n = open.file.write(&line).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display()))
+        })?;
         if let Some(rest) = line.get(n..).filter(|r| !r.is_empty()) {
             open.file.write_all(rest)?;
         }
@@ -212,7 +261,11 @@ impl AuditLog {
 
     /// The log files, oldest first: `.keep` ... `.1`, then the log itself (those that exist).
     pub fn files(path: &Path, keep: usize) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = (1..=keep).rev().map(|n| rotated_path(path, n)).filter(|p| p.exists()).collect();
+        let mut out: Vec<PathBuf> = (1..=keep)
+            .rev()
+            .map(|n| rotated_path(path, n))
+            .filter(|p| p.exists())
+            .collect();
         if path.exists() {
             out.push(path.to_owned());
         }
@@ -238,11 +291,19 @@ mod tests {
     fn event(i: u64) -> AuditEvent {
         AuditEvent {
             connection: i,
-            peer: Peer { uid: Some(1000), pid: Some(42), exe: Some("/usr/bin/ssh".into()) },
+            peer: Peer {
+                uid: Some(1000),
+                pid: Some(42),
+                exe: Some("/usr/bin/ssh".into()),
+            },
             operation: "sign".into(),
             fingerprint: Some("SHA256:abc".into()),
             comment: Some("ai-project".into()),
-            chain: vec![AuditHop { names: vec!["gpu-node".into()], fingerprint: "SHA256:host".into(), forwarded: true }],
+            chain: vec![AuditHop {
+                names: vec!["gpu-node".into()],
+                fingerprint: "SHA256:host".into(),
+                forwarded: true,
+            }],
             namespace: None,
             user: Some("git".into()),
             decision: "allow".into(),
@@ -253,7 +314,13 @@ mod tests {
     fn lines(paths: &[PathBuf]) -> Vec<AuditRecord> {
         paths
             .iter()
-            .flat_map(|p| std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<AuditRecord>>())
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<AuditRecord>>()
+            })
             .collect()
     }
 
@@ -284,8 +351,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("new/audit.jsonl");
         let _log = AuditLog::open(&path).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
     }
 
     #[test]
@@ -297,7 +374,11 @@ mod tests {
         let other = Arc::new(AuditLog::open(&path).unwrap());
         let threads: Vec<_> = (0..8)
             .map(|t| {
-                let log = if t % 2 == 0 { Arc::clone(&log) } else { Arc::clone(&other) };
+                let log = if t % 2 == 0 {
+                    Arc::clone(&log)
+                } else {
+                    Arc::clone(&other)
+                };
                 std::thread::spawn(move || {
                     for i in 0..200 {
                         log.record(&event(t * 1000 + i));
@@ -343,7 +424,11 @@ mod tests {
         assert_eq!(records.len(), 400);
         // Per writer thread, oldest file first gives the order of writing.
         for t in 0..4 {
-            let mine: Vec<u64> = records.iter().map(|r| r.connection).filter(|c| c / 1000 == t).collect();
+            let mine: Vec<u64> = records
+                .iter()
+                .map(|r| r.connection)
+                .filter(|c| c / 1000 == t)
+                .collect();
             assert_eq!(mine, (0..100).map(|i| t * 1000 + i).collect::<Vec<_>>());
         }
     }

@@ -13,8 +13,12 @@ use airlock_agent::pattern::match_pattern;
 use airlock_agent::policy::{Decision, Operation, Policy, Query};
 
 use crate::PolicyError;
-use crate::file::{ConfirmMode, Defaults, ForwardDefault, KeyRule, KeySelector, PolicyFile, SIGN_SSH_AUTH};
-use crate::known_hosts::{HostIndex, HostKeyAlias, KnownHosts, NameKeys, default_known_hosts, is_literal, scan_ssh_config};
+use crate::file::{
+    ConfirmMode, Defaults, ForwardDefault, KeyRule, KeySelector, PolicyFile, SIGN_SSH_AUTH,
+};
+use crate::known_hosts::{
+    HostIndex, HostKeyAlias, KnownHosts, NameKeys, default_known_hosts, is_literal, scan_ssh_config,
+};
 
 /// Where a policy's inputs are read from. Everything is injectable for tests.
 #[derive(Debug, Clone)]
@@ -84,8 +88,18 @@ pub struct Hop {
 }
 
 impl Hop {
-    fn label(&self) -> String {
-        match self.names.first() {
+    /// The name to show: the longest that is not an address (usually the most specific
+    /// host name), else any name, else the fingerprint.
+    pub fn label(&self) -> String {
+        let not_address =
+            |n: &&String| n.parse::<std::net::IpAddr>().is_err() && !n.starts_with('[');
+        let best = self
+            .names
+            .iter()
+            .filter(not_address)
+            .max_by_key(|n| n.len())
+            .or_else(|| self.names.first());
+        match best {
             Some(n) => n.clone(),
             None => format!("unknown host key {}", self.fingerprint),
         }
@@ -140,17 +154,23 @@ impl CompiledPolicy {
         let mut aliases = sources.host_key_aliases.clone();
         let mut inputs = vec![sources.policy_file.clone()];
         inputs.extend(known_hosts_files);
-        if aliases.is_empty() {
-            if let Some(config) = &sources.ssh_config {
-                inputs.push(config.clone());
-                if let Ok(text) = fs_err::read_to_string(config) {
-                    let (hosts, found) = scan_ssh_config(&text);
-                    names.extend(hosts);
-                    aliases = found;
-                }
+        if aliases.is_empty()
+            && let Some(config) = &sources.ssh_config
+        {
+            inputs.push(config.clone());
+            if let Ok(text) = fs_err::read_to_string(config) {
+                let (hosts, found) = scan_ssh_config(&text);
+                names.extend(hosts);
+                aliases = found;
             }
         }
-        let mut policy = Self::compile(file, &known_hosts, Some(&sources.keys_dir), &names, &aliases);
+        let mut policy = Self::compile(
+            file,
+            &known_hosts,
+            Some(&sources.keys_dir),
+            &names,
+            &aliases,
+        );
         policy.inputs.extend(inputs);
         Ok(policy)
     }
@@ -164,14 +184,21 @@ impl CompiledPolicy {
         names: &[String],
         aliases: &[HostKeyAlias],
     ) -> Self {
-        let mut warnings: Vec<String> = known_hosts.skipped.iter().map(|s| format!("known_hosts line skipped: {s}")).collect();
+        let mut warnings: Vec<String> = known_hosts
+            .skipped
+            .iter()
+            .map(|s| format!("known_hosts line skipped: {s}"))
+            .collect();
         let mut inputs = Vec::new();
         let mut rules = Vec::new();
         let mut seen = BTreeSet::new();
         for rule in &file.keys {
             let at = format!("{}:{}", file.path.display(), rule.line);
             if !seen.insert(rule.key.clone()) {
-                warnings.push(format!("{at}: key {} has an earlier rule; this one is never used", rule.key));
+                warnings.push(format!(
+                    "{at}: key {} has an earlier rule; this one is never used",
+                    rule.key
+                ));
             }
             let fingerprints = match &rule.key {
                 KeySelector::Fingerprint(fp) => vec![fp.clone()],
@@ -192,7 +219,10 @@ impl CompiledPolicy {
                     }
                 },
             };
-            rules.push(CompiledRule { rule: rule.clone(), fingerprints });
+            rules.push(CompiledRule {
+                rule: rule.clone(),
+                fingerprints,
+            });
         }
         let literal: Vec<String> = file
             .keys
@@ -201,8 +231,19 @@ impl CompiledPolicy {
             .map(|p| p.strip_prefix('!').unwrap_or(p).to_owned())
             .filter(|p| is_literal(p))
             .collect();
-        let index = HostIndex::build(known_hosts, literal.iter().chain(names).map(String::as_str), aliases);
-        let mut policy = Self { policy_path: file.path.clone(), file: Some(file), rules, index, warnings, inputs };
+        let index = HostIndex::build(
+            known_hosts,
+            literal.iter().chain(names).map(String::as_str),
+            aliases,
+        );
+        let mut policy = Self {
+            policy_path: file.path.clone(),
+            file: Some(file),
+            rules,
+            index,
+            warnings,
+            inputs,
+        };
         policy.warn_unmatched();
         policy
     }
@@ -263,19 +304,27 @@ impl CompiledPolicy {
     }
 
     fn defaults(&self) -> Defaults {
-        self.file.as_ref().map(|f| f.defaults.clone()).unwrap_or_default()
+        self.file
+            .as_ref()
+            .map(|f| f.defaults.clone())
+            .unwrap_or_default()
     }
 
     /// The rule that applies to a key: the first naming its fingerprint or, by name, its
     /// comment.
     pub fn rule_for(&self, fingerprint: &str, comment: &str) -> Option<&CompiledRule> {
-        self.rules.iter().find(|r| r.applies_to(fingerprint, comment))
+        self.rules
+            .iter()
+            .find(|r| r.applies_to(fingerprint, comment))
     }
 
     /// For each `forward-through` and `use-for` pattern of a rule, the known names it covers.
     pub fn pattern_reports(&self, rule: &CompiledRule) -> Vec<PatternReport> {
         let mut out = Vec::new();
-        let fields = [("forward-through", &rule.rule.forward_through), ("use-for", &rule.rule.use_for)];
+        let fields = [
+            ("forward-through", &rule.rule.forward_through),
+            ("use-for", &rule.rule.use_for),
+        ];
         for (field, patterns) in fields {
             for pattern in patterns.iter().flatten() {
                 let body = pattern.strip_prefix('!').unwrap_or(pattern).to_lowercase();
@@ -291,7 +340,18 @@ impl CompiledPolicy {
                         hosts.push((body.clone(), k));
                     }
                 }
-                out.push(PatternReport { field, pattern: pattern.clone(), hosts });
+                // Hosts under a CA: the CA line's own pattern stands for them.
+                hosts.extend(
+                    self.index
+                        .cert_authority_patterns()
+                        .into_iter()
+                        .filter(|(ca_pattern, _)| match_pattern(ca_pattern, &body)),
+                );
+                out.push(PatternReport {
+                    field,
+                    pattern: pattern.clone(),
+                    hosts,
+                });
             }
         }
         out
@@ -319,19 +379,39 @@ impl CompiledPolicy {
             if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
                 names.insert(0, name.to_lowercase());
             }
-            return Some(Hop { names, fingerprint: fp.clone(), forwarded, revoked: false });
+            return Some(Hop {
+                names,
+                fingerprint: fp.clone(),
+                forwarded,
+                revoked: false,
+            });
         }
         let (ca, _) = found.cas.iter().next()?;
-        Some(Hop { names: vec![name.to_lowercase()], fingerprint: format!("a certificate signed by {ca}"), forwarded, revoked: false })
+        Some(Hop {
+            names: vec![name.to_lowercase()],
+            fingerprint: format!("a certificate signed by {ca}"),
+            forwarded,
+            revoked: false,
+        })
     }
 
     /// The decision on names: the pure core of [`Policy::decide`].
-    pub fn decide_hops(&self, fingerprint: &str, comment: &str, operation: Operation<'_>, hops: &[Hop], bind_failed: bool) -> Decision {
+    pub fn decide_hops(
+        &self,
+        fingerprint: &str,
+        comment: &str,
+        operation: Operation<'_>,
+        hops: &[Hop],
+        bind_failed: bool,
+    ) -> Decision {
         if self.file.is_none() {
             return Decision::Allow("no policy file: OpenSSH behaviour".to_owned());
         }
         if let Some(h) = hops.iter().find(|h| h.revoked) {
-            return Decision::Deny(format!("host key {} is marked @revoked in known_hosts", h.fingerprint));
+            return Decision::Deny(format!(
+                "host key {} is marked @revoked in known_hosts",
+                h.fingerprint
+            ));
         }
         let defaults = self.defaults();
         let rule = self.rule_for(fingerprint, comment);
@@ -345,7 +425,10 @@ impl CompiledPolicy {
         if operation == Operation::List {
             return Decision::Allow(reason);
         }
-        match rule.and_then(|r| r.rule.confirm).unwrap_or(defaults.confirm) {
+        match rule
+            .and_then(|r| r.rule.confirm)
+            .unwrap_or(defaults.confirm)
+        {
             ConfirmMode::Always => Decision::Confirm(format!("{reason}; confirm = \"always\"")),
             ConfirmMode::Forwarded if hops.iter().any(|h| h.forwarded) => {
                 Decision::Confirm(format!("{reason}; confirm = \"forwarded\""))
@@ -360,7 +443,8 @@ fn read_fingerprint(path: &Path) -> Result<String, String> {
         std::io::ErrorKind::NotFound => format!("no public key {}", path.display()),
         _ => e.to_string(),
     })?;
-    let key = ssh_key::PublicKey::from_openssh(text.trim()).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key = ssh_key::PublicKey::from_openssh(text.trim())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(key.fingerprint(ssh_key::HashAlg::Sha256).to_string())
 }
 
@@ -369,7 +453,9 @@ fn decide_unruled(defaults: &Defaults, hops: &[Hop], bind_failed: bool) -> Decis
         return Decision::Allow("no rule for this key; [defaults] forward = \"allow\"".to_owned());
     }
     if bind_failed {
-        return Decision::Deny("a session bind failed on this connection; keys without a rule are refused".to_owned());
+        return Decision::Deny(
+            "a session bind failed on this connection; keys without a rule are refused".to_owned(),
+        );
     }
     if let Some(h) = hops.iter().find(|h| h.forwarded) {
         return Decision::Deny(format!(
@@ -417,7 +503,10 @@ fn check_forwarding(rule: &CompiledRule, hops: &[Hop]) -> Result<String, Decisio
     let mut parts = Vec::new();
     for h in hops {
         if !h.forwarded {
-            return Err(Decision::Deny(format!("{} is an authentication bind, not a forwarding hop", h.label())));
+            return Err(Decision::Deny(format!(
+                "{} is an authentication bind, not a forwarding hop",
+                h.label()
+            )));
         }
         let Some(patterns) = &rule.rule.forward_through else {
             return Err(Decision::Deny(format!(
@@ -426,16 +515,29 @@ fn check_forwarding(rule: &CompiledRule, hops: &[Hop]) -> Result<String, Decisio
             )));
         };
         match match_hop(h, patterns) {
-            HopMatch::Matched(name, p) => parts.push(if name == p { name.to_owned() } else { format!("{name} ({p})") }),
+            HopMatch::Matched(name, p) => parts.push(if name == p {
+                name.to_owned()
+            } else {
+                format!("{name} ({p})")
+            }),
             HopMatch::Excluded(name, p) => {
-                return Err(Decision::Deny(format!("{name} is excluded by forward-through pattern {p} of key {key}")));
+                return Err(Decision::Deny(format!(
+                    "{name} is excluded by forward-through pattern {p} of key {key}"
+                )));
             }
             HopMatch::NoMatch => {
-                return Err(Decision::Deny(format!("{} is not in forward-through of key {key}", h.label())));
+                return Err(Decision::Deny(format!(
+                    "{} is not in forward-through of key {key}",
+                    h.label()
+                )));
             }
         }
     }
-    Ok(if parts.is_empty() { String::new() } else { format!("through {}", parts.join(", ")) })
+    Ok(if parts.is_empty() {
+        String::new()
+    } else {
+        format!("through {}", parts.join(", "))
+    })
 }
 
 fn check_destination(rule: &CompiledRule, dest: &Hop) -> Result<String, Decision> {
@@ -444,17 +546,36 @@ fn check_destination(rule: &CompiledRule, dest: &Hop) -> Result<String, Decision
         return Ok(format!("to {} (no use-for limit)", dest.label()));
     };
     match match_hop(dest, patterns) {
-        HopMatch::Matched(name, p) => Ok(if name == p { format!("to {name}") } else { format!("to {name} ({p})") }),
-        HopMatch::Excluded(name, p) => Err(Decision::Deny(format!("{name} is excluded by use-for pattern {p} of key {key}"))),
-        HopMatch::NoMatch => Err(Decision::Deny(format!("{} is not in use-for of key {key}", dest.label()))),
+        HopMatch::Matched(name, p) => Ok(if name == p {
+            format!("to {name}")
+        } else {
+            format!("to {name} ({p})")
+        }),
+        HopMatch::Excluded(name, p) => Err(Decision::Deny(format!(
+            "{name} is excluded by use-for pattern {p} of key {key}"
+        ))),
+        HopMatch::NoMatch => Err(Decision::Deny(format!(
+            "{} is not in use-for of key {key}",
+            dest.label()
+        ))),
     }
 }
 
 fn sentence(parts: &[String]) -> String {
-    parts.iter().filter(|p| !p.is_empty()).cloned().collect::<Vec<_>>().join(" ")
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-fn decide_ruled(rule: &CompiledRule, operation: Operation<'_>, hops: &[Hop], bind_failed: bool) -> Decision {
+fn decide_ruled(
+    rule: &CompiledRule,
+    operation: Operation<'_>,
+    hops: &[Hop],
+    bind_failed: bool,
+) -> Decision {
     let key = rule.label();
     if bind_failed {
         return Decision::Deny("a session bind failed on this connection".to_owned());
@@ -468,40 +589,58 @@ fn decide_ruled(rule: &CompiledRule, operation: Operation<'_>, hops: &[Hop], bin
     let result = match operation {
         Operation::List => match last {
             None => Ok("local connection".to_owned()),
-            Some(last) if last.forwarded => check_forwarding(rule, hops).map(|via| format!("may be used beyond {} ({via})", last.label())),
+            Some(last) if last.forwarded => check_forwarding(rule, hops)
+                .map(|via| format!("may be used beyond {} ({via})", last.label())),
             Some(last) => check_forwarding(rule, earlier)
                 .and_then(|via| Ok(sentence(&[check_destination(rule, last)?, via])))
                 .map(|s| format!("listed: {s}")),
         },
         Operation::SignUserAuth { user } => {
-            if !ssh_auth_allowed {
-                Err(Decision::Deny(format!("key {key} is not for ssh authentication (sign does not list \"ssh-auth\")")))
-            } else {
+            if ssh_auth_allowed {
                 match last {
                     None if rule.rule.use_for.is_some() => Err(Decision::Deny(format!(
                         "unbound connection: the destination is unknown and key {key} is limited by use-for"
                     ))),
-                    None => Ok(format!("ssh auth as {user} on a local connection (no use-for limit)")),
-                    Some(last) if last.forwarded => Err(Decision::Deny(format!("sign on forwarding hop {}", last.label()))),
-                    Some(last) => check_forwarding(rule, earlier)
-                        .and_then(|via| Ok(sentence(&[format!("ssh auth as {user}"), check_destination(rule, last)?, via]))),
+                    None => Ok(format!(
+                        "ssh auth as {user} on a local connection (no use-for limit)"
+                    )),
+                    Some(last) if last.forwarded => Err(Decision::Deny(format!(
+                        "sign on forwarding hop {}",
+                        last.label()
+                    ))),
+                    Some(last) => check_forwarding(rule, earlier).and_then(|via| {
+                        Ok(sentence(&[
+                            format!("ssh auth as {user}"),
+                            check_destination(rule, last)?,
+                            via,
+                        ]))
+                    }),
                 }
+            } else {
+                Err(Decision::Deny(format!(
+                    "key {key} is not for ssh authentication (sign does not list \"ssh-auth\")"
+                )))
             }
         }
         Operation::SignSshSig { namespace } => {
             let listed = sign.is_some_and(|s| s.iter().any(|x| x == namespace));
             if hops.is_empty() {
                 if sign.is_none() || listed {
-                    Ok(format!("SSHSIG namespace {namespace:?} on a local connection"))
+                    Ok(format!(
+                        "SSHSIG namespace {namespace:?} on a local connection"
+                    ))
                 } else {
-                    Err(Decision::Deny(format!("SSHSIG namespace {namespace:?} is not in sign of key {key}")))
+                    Err(Decision::Deny(format!(
+                        "SSHSIG namespace {namespace:?} is not in sign of key {key}"
+                    )))
                 }
             } else if !listed {
                 Err(Decision::Deny(format!(
                     "SSHSIG namespace {namespace:?} through a forwarded connection needs sign = [\"{namespace}\"] for key {key}"
                 )))
             } else {
-                check_forwarding(rule, hops).map(|via| sentence(&[format!("SSHSIG namespace {namespace:?}"), via]))
+                check_forwarding(rule, hops)
+                    .map(|via| sentence(&[format!("SSHSIG namespace {namespace:?}"), via]))
             }
         }
         Operation::SignOther => {
@@ -523,11 +662,18 @@ fn decide_ruled(rule: &CompiledRule, operation: Operation<'_>, hops: &[Hop], bin
 impl Policy for CompiledPolicy {
     fn decide(&self, query: &Query<'_>) -> Decision {
         let hops = self.hops(query.chain);
-        self.decide_hops(query.fingerprint, query.comment, query.operation, &hops, query.bind_failed)
+        self.decide_hops(
+            query.fingerprint,
+            query.comment,
+            query.operation,
+            &hops,
+            query.bind_failed,
+        )
     }
 
     fn lifetime(&self, fingerprint: &str, comment: &str) -> Option<Duration> {
-        self.rule_for(fingerprint, comment).and_then(|r| r.rule.lifetime)
+        self.rule_for(fingerprint, comment)
+            .and_then(|r| r.rule.lifetime)
     }
 
     fn host_names(&self, key: &HostKey) -> Vec<String> {

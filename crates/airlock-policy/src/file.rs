@@ -172,8 +172,16 @@ impl PolicyFile {
             None => Defaults::default(),
             Some(d) => ctx.defaults(d)?,
         };
-        let keys = raw.key.iter().map(|k| ctx.key(k)).collect::<Result<_, _>>()?;
-        Ok(Self { path: path.to_owned(), defaults, keys })
+        let keys = raw
+            .key
+            .iter()
+            .map(|k| ctx.key(k))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            path: path.to_owned(),
+            defaults,
+            keys,
+        })
     }
 }
 
@@ -185,7 +193,9 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.get(..end).map_or(1, |t| t.bytes().filter(|&b| b == b'\n').count() + 1)
+        self.text
+            .get(..end)
+            .map_or(1, |t| t.bytes().filter(|&b| b == b'\n').count() + 1)
     }
 
     /// An error at `span`; without an explicit field, the field is read from the text: the
@@ -193,7 +203,12 @@ impl Ctx<'_> {
     fn error(&self, span: &Range<usize>, field: Option<&str>, message: String) -> PolicyError {
         let line = self.line_of(span.start);
         let field = field.map_or_else(|| self.field_at(line), str::to_owned);
-        PolicyError::Invalid { file: self.path.to_owned(), line, field, message }
+        PolicyError::Invalid {
+            file: self.path.to_owned(),
+            line,
+            field,
+            message,
+        }
     }
 
     fn field_at(&self, line: usize) -> String {
@@ -202,12 +217,13 @@ impl Ctx<'_> {
         for (i, l) in self.text.lines().enumerate().take(line) {
             let l = l.trim();
             if let Some(h) = l.strip_prefix('[') {
-                table = h.trim_matches(|c| c == '[' || c == ']' || c == ' ').to_owned();
+                h.trim_matches(|c| c == '[' || c == ']' || c == ' ')
+                    .clone_into(&mut table);
                 key.clear();
-            } else if i + 1 == line {
-                if let Some((k, _)) = l.split_once('=') {
-                    k.trim().trim_matches('"').clone_into(&mut key);
-                }
+            } else if i + 1 == line
+                && let Some((k, _)) = l.split_once('=')
+            {
+                k.trim().trim_matches('"').clone_into(&mut key);
             }
         }
         match (table.is_empty(), key.is_empty()) {
@@ -238,20 +254,28 @@ impl Ctx<'_> {
             Some(c) => self.confirm(&c, "defaults.confirm")?,
         };
         let mut known_hosts = Vec::new();
-        for p in d.known_hosts.iter().flat_map(|l| l.get_ref()) {
+        for p in d.known_hosts.iter().flat_map(toml::Spanned::get_ref) {
             if p.get_ref().trim().is_empty() {
-                return Err(self.error(&p.span(), Some("defaults.known-hosts"), "empty path".to_owned()));
+                return Err(self.error(
+                    &p.span(),
+                    Some("defaults.known-hosts"),
+                    "empty path".to_owned(),
+                ));
             }
             known_hosts.push(self.resolve_path(p.get_ref()));
         }
-        Ok(Defaults { forward, confirm, known_hosts })
+        Ok(Defaults {
+            forward,
+            confirm,
+            known_hosts,
+        })
     }
 
     fn resolve_path(&self, p: &str) -> PathBuf {
-        if let Some(rest) = p.strip_prefix("~/") {
-            if let Some(home) = std::env::var_os("HOME") {
-                return PathBuf::from(home).join(rest);
-            }
+        if let Some(rest) = p.strip_prefix("~/")
+            && let Some(home) = std::env::var_os("HOME")
+        {
+            return PathBuf::from(home).join(rest);
         }
         let path = PathBuf::from(p);
         if path.is_absolute() {
@@ -261,7 +285,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn confirm(&self, value: &Spanned<toml::Value>, field: &str) -> Result<ConfirmMode, PolicyError> {
+    fn confirm(
+        &self,
+        value: &Spanned<toml::Value>,
+        field: &str,
+    ) -> Result<ConfirmMode, PolicyError> {
         match value.get_ref() {
             toml::Value::Boolean(true) => Ok(ConfirmMode::Always),
             toml::Value::Boolean(false) => Ok(ConfirmMode::Never),
@@ -282,11 +310,17 @@ impl Ctx<'_> {
         let key = match (&k.name, &k.fingerprint) {
             (Some(n), None) => {
                 let name = n.get_ref();
-                if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') || name.contains(char::is_whitespace) {
+                if name.is_empty()
+                    || name.contains(['/', '\\'])
+                    || name.starts_with('.')
+                    || name.contains(char::is_whitespace)
+                {
                     return Err(self.error(
                         &n.span(),
                         Some("key.name"),
-                        format!("{name:?} is not a key name (letters, digits, '-', '_', '.'; no '/')"),
+                        format!(
+                            "{name:?} is not a key name (letters, digits, '-', '_', '.'; no '/')"
+                        ),
                     ));
                 }
                 KeySelector::Name(name.clone())
@@ -300,7 +334,11 @@ impl Ctx<'_> {
                     )
                 })?;
                 if fp.algorithm() != ssh_key::HashAlg::Sha256 {
-                    return Err(self.error(&f.span(), Some("key.fingerprint"), "use a SHA256 fingerprint".to_owned()));
+                    return Err(self.error(
+                        &f.span(),
+                        Some("key.fingerprint"),
+                        "use a SHA256 fingerprint".to_owned(),
+                    ));
                 }
                 KeySelector::Fingerprint(fp.to_string())
             }
@@ -315,13 +353,26 @@ impl Ctx<'_> {
                 return Err(self.error(
                     &header,
                     Some("key"),
-                    "a [[key]] rule needs name = \"...\" or fingerprint = \"SHA256:...\"".to_owned(),
+                    "a [[key]] rule needs name = \"...\" or fingerprint = \"SHA256:...\""
+                        .to_owned(),
                 ));
             }
         };
-        let forward_through = k.forward_through.as_deref().map(|p| self.patterns(p, "key.forward-through")).transpose()?;
-        let use_for = k.use_for.as_deref().map(|p| self.patterns(p, "key.use-for")).transpose()?;
-        let confirm = k.confirm.as_ref().map(|c| self.confirm(c, "key.confirm")).transpose()?;
+        let forward_through = k
+            .forward_through
+            .as_deref()
+            .map(|p| self.patterns(p, "key.forward-through"))
+            .transpose()?;
+        let use_for = k
+            .use_for
+            .as_deref()
+            .map(|p| self.patterns(p, "key.use-for"))
+            .transpose()?;
+        let confirm = k
+            .confirm
+            .as_ref()
+            .map(|c| self.confirm(c, "key.confirm"))
+            .transpose()?;
         let lifetime = k.lifetime.as_ref().map(|l| self.lifetime(l)).transpose()?;
         let sign = match &k.sign {
             None => None,
@@ -341,7 +392,15 @@ impl Ctx<'_> {
                 Some(out)
             }
         };
-        Ok(KeyRule { key, forward_through, use_for, confirm, lifetime, sign, line: self.line_of(header.start) })
+        Ok(KeyRule {
+            key,
+            forward_through,
+            use_for,
+            confirm,
+            lifetime,
+            sign,
+            line: self.line_of(header.start),
+        })
     }
 
     fn patterns(&self, list: &[Spanned<String>], field: &str) -> Result<Vec<String>, PolicyError> {
@@ -360,7 +419,11 @@ impl Ctx<'_> {
                 ));
             }
             if v.contains(char::is_whitespace) {
-                return Err(self.error(&p.span(), Some(field), format!("{v:?}: a host pattern has no spaces")));
+                return Err(self.error(
+                    &p.span(),
+                    Some(field),
+                    format!("{v:?}: a host pattern has no spaces"),
+                ));
             }
             out.push(v.clone());
         }
@@ -377,7 +440,10 @@ impl Ctx<'_> {
             self.error(
                 &value.span(),
                 Some("key.lifetime"),
-                format!("{} is not a lifetime: use e.g. \"8h\", \"90m\", \"1h30m\" or seconds", value.get_ref()),
+                format!(
+                    "{} is not a lifetime: use e.g. \"8h\", \"90m\", \"1h30m\" or seconds",
+                    value.get_ref()
+                ),
             )
         })
     }
@@ -391,7 +457,12 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     let mut number: Option<u64> = None;
     for c in text.chars() {
         if let Some(d) = c.to_digit(10) {
-            number = Some(number.unwrap_or(0).checked_mul(10)?.checked_add(u64::from(d))?);
+            number = Some(
+                number
+                    .unwrap_or(0)
+                    .checked_mul(10)?
+                    .checked_add(u64::from(d))?,
+            );
             continue;
         }
         let unit: u64 = match c.to_ascii_lowercase() {
@@ -448,16 +519,27 @@ lifetime = 3600
         .unwrap();
         assert_eq!(p.defaults.forward, ForwardDefault::Allow);
         assert_eq!(p.defaults.confirm, ConfirmMode::Forwarded);
-        assert_eq!(p.defaults.known_hosts, vec![PathBuf::from("/cfg/extra_hosts"), PathBuf::from("/abs/hosts")]);
+        assert_eq!(
+            p.defaults.known_hosts,
+            vec![
+                PathBuf::from("/cfg/extra_hosts"),
+                PathBuf::from("/abs/hosts")
+            ]
+        );
         let k = &p.keys[0];
         assert_eq!(k.key, KeySelector::Name("ai-project".into()));
         assert_eq!(k.line, 7);
-        assert_eq!(k.lifetime, Some(Duration::from_secs(8 * 3600)));
+        assert_eq!(k.lifetime, Some(Duration::from_hours(8)));
         assert_eq!(k.confirm, Some(ConfirmMode::Always));
-        assert_eq!(k.use_for.as_deref(), Some(&["github.com".to_owned(), "!evil.github.com".to_owned()][..]));
-        assert_eq!(p.keys[1].lifetime, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            k.use_for.as_deref(),
+            Some(&["github.com".to_owned(), "!evil.github.com".to_owned()][..])
+        );
+        assert_eq!(p.keys[1].lifetime, Some(Duration::from_hours(1)));
         assert_eq!(p.keys[1].confirm, Some(ConfirmMode::Never));
-        assert!(matches!(p.keys[1].key, KeySelector::Fingerprint(ref f) if f.starts_with("SHA256:")));
+        assert!(
+            matches!(p.keys[1].key, KeySelector::Fingerprint(ref f) if f.starts_with("SHA256:"))
+        );
     }
 
     #[test]
@@ -470,17 +552,28 @@ lifetime = 3600
     #[test]
     fn errors_name_file_line_and_field() {
         let e = err("[[key]]\nname = \"a\"\nuse_for = [\"x\"]\n");
-        assert!(e.starts_with("/cfg/policy.toml:3: key.use_for: unknown field `use_for`"), "{e}");
+        assert!(
+            e.starts_with("/cfg/policy.toml:3: key.use_for: unknown field `use_for`"),
+            "{e}"
+        );
         let e = err("[defaults]\nforward = \"maybe\"\n");
-        assert!(e.starts_with("/cfg/policy.toml:2: defaults.forward: unknown value \"maybe\""), "{e}");
+        assert!(
+            e.starts_with("/cfg/policy.toml:2: defaults.forward: unknown value \"maybe\""),
+            "{e}"
+        );
         let e = err("[[key]]\nname = \"a\"\n\nlifetime = \"8 parsecs\"\n");
         assert!(e.starts_with("/cfg/policy.toml:4: key.lifetime:"), "{e}");
         let e = err("[[key]]\nname = \"a\"\nconfirm = \"sometimes\"\n");
         assert!(e.starts_with("/cfg/policy.toml:3: key.confirm:"), "{e}");
         let e = err("[[key]]\nfingerprint = \"MD5:00\"\n");
         assert!(e.starts_with("/cfg/policy.toml:2: key.fingerprint:"), "{e}");
-        let e = err("[[key]]\nname = \"a\"\nfingerprint = \"SHA256:uO5mR8hPZ0aI8o8FvBLPHSNq0UeOTj5G2ZEEzZUo7LA\"\n");
-        assert!(e.starts_with("/cfg/policy.toml:2: key.name: give either"), "{e}");
+        let e = err(
+            "[[key]]\nname = \"a\"\nfingerprint = \"SHA256:uO5mR8hPZ0aI8o8FvBLPHSNq0UeOTj5G2ZEEzZUo7LA\"\n",
+        );
+        assert!(
+            e.starts_with("/cfg/policy.toml:2: key.name: give either"),
+            "{e}"
+        );
         let e = err("\n[[key]]\nuse-for = [\"a\"]\n");
         assert!(e.contains(":2: key: a [[key]] rule needs name"), "{e}");
         let e = err("[[key]]\nname = \"a\"\nuse-for = [\"a,b\"]\n");
@@ -490,17 +583,20 @@ lifetime = 3600
         let e = err("[defaults]\nforward = \n");
         assert!(e.starts_with("/cfg/policy.toml:2:"), "{e}");
         let e = err("colour = 1\n");
-        assert!(e.starts_with("/cfg/policy.toml:1: colour: unknown field"), "{e}");
+        assert!(
+            e.starts_with("/cfg/policy.toml:1: colour: unknown field"),
+            "{e}"
+        );
         let e = err("[[key]]\nname = \"../x\"\n");
         assert!(e.starts_with("/cfg/policy.toml:2: key.name:"), "{e}");
     }
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("3600"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("90m"), Some(Duration::from_mins(90)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_mins(90)));
+        assert_eq!(parse_duration("3600"), Some(Duration::from_hours(1)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_hours(48)));
         assert_eq!(parse_duration("0"), None);
         assert_eq!(parse_duration("h"), None);
         assert_eq!(parse_duration("5x"), None);

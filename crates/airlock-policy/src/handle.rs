@@ -22,7 +22,11 @@ fn stamp(paths: &[PathBuf]) -> Stamp {
         .iter()
         .map(|p| {
             let m = std::fs::metadata(p).ok()?;
-            Some((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), inode(&m)))
+            Some((
+                m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                m.len(),
+                inode(&m),
+            ))
         })
         .collect()
 }
@@ -53,7 +57,9 @@ pub struct PolicyHandle {
 
 impl std::fmt::Debug for PolicyHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyHandle").field("policy_file", &self.sources.policy_file).finish_non_exhaustive()
+        f.debug_struct("PolicyHandle")
+            .field("policy_file", &self.sources.policy_file)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,8 +68,15 @@ impl PolicyHandle {
     /// invalid one is an error, so the agent can refuse to start on it.
     pub fn load(sources: PolicySources) -> Result<Self, PolicyError> {
         let policy = CompiledPolicy::load(&sources)?;
-        let watch = Watch { checked: Instant::now(), stamp: stamp(policy.inputs()) };
-        Ok(Self { sources, current: RwLock::new(Arc::new(policy)), watch: Mutex::new(watch) })
+        let watch = Watch {
+            checked: Instant::now(),
+            stamp: stamp(policy.inputs()),
+        };
+        Ok(Self {
+            sources,
+            current: RwLock::new(Arc::new(policy)),
+            watch: Mutex::new(watch),
+        })
     }
 
     /// The policy in force now.
@@ -134,8 +147,17 @@ impl Policy for PolicyHandle {
         self.reload_if_changed(false);
         let policy = self.current();
         let hops = policy.hops(query.chain);
-        let decision = policy.decide_hops(query.fingerprint, query.comment, query.operation, &hops, query.bind_failed);
-        if matches!(decision, Decision::Deny(_)) && hops.iter().any(|h| h.names.is_empty()) && self.reload_if_changed(true) {
+        let decision = policy.decide_hops(
+            query.fingerprint,
+            query.comment,
+            query.operation,
+            &hops,
+            query.bind_failed,
+        );
+        if matches!(decision, Decision::Deny(_))
+            && hops.iter().any(|h| h.names.is_empty())
+            && self.reload_if_changed(true)
+        {
             return self.current().decide(query);
         }
         decision

@@ -55,7 +55,9 @@ impl HostField {
     /// Whether `name` (lower case; `[host]:port` for non-default ports) is covered.
     pub fn matches(&self, name: &str) -> bool {
         match self {
-            HostField::Patterns(p) => match_pattern_list(name, p.iter().map(String::as_str), true) == ListMatch::Match,
+            HostField::Patterns(p) => {
+                match_pattern_list(name, p.iter().map(String::as_str), true) == ListMatch::Match
+            }
             HostField::Hashed { salt, hash } => {
                 let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(salt) else {
                     return false;
@@ -112,9 +114,17 @@ impl KnownHosts {
             match parse_line(line) {
                 Ok(None) => {}
                 Ok(Some((marker, hosts, key))) => {
-                    self.entries.push(KnownHostsEntry { marker, hosts, key, file: file.to_owned(), line: i + 1 });
+                    self.entries.push(KnownHostsEntry {
+                        marker,
+                        hosts,
+                        key,
+                        file: file.to_owned(),
+                        line: i + 1,
+                    });
                 }
-                Err(why) => self.skipped.push(format!("{}:{}: {why}", file.display(), i + 1)),
+                Err(why) => self
+                    .skipped
+                    .push(format!("{}:{}: {why}", file.display(), i + 1)),
             }
         }
     }
@@ -122,7 +132,11 @@ impl KnownHosts {
     /// Plain, non-wildcard, non-negated names written in the files: candidates for resolving.
     pub fn literal_names(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().flat_map(|e| match &e.hosts {
-            HostField::Patterns(p) => p.iter().map(String::as_str).filter(|n| is_literal(n)).collect(),
+            HostField::Patterns(p) => p
+                .iter()
+                .map(String::as_str)
+                .filter(|n| is_literal(n))
+                .collect(),
             HostField::Hashed { .. } => Vec::new(),
         })
     }
@@ -130,7 +144,9 @@ impl KnownHosts {
 
 /// Whether a pattern is one literal host name (no wildcard, no negation).
 pub fn is_literal(pattern: &str) -> bool {
-    !pattern.is_empty() && !pattern.contains(['*', '?', '!', ',']) && !pattern.contains(char::is_whitespace)
+    !pattern.is_empty()
+        && !pattern.contains(['*', '?', '!', ','])
+        && !pattern.contains(char::is_whitespace)
 }
 
 type Line = (Marker, HostField, KeyData);
@@ -158,11 +174,18 @@ fn parse_line(line: &str) -> Result<Option<Line>, &'static str> {
         let hash = b64.decode(hash).map_err(|_| "bad hashed host name")?;
         HostField::Hashed { salt, hash }
     } else {
-        HostField::Patterns(first.split(',').filter(|p| !p.is_empty()).map(str::to_lowercase).collect())
+        HostField::Patterns(
+            first
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(str::to_lowercase)
+                .collect(),
+        )
     };
     let alg = fields.next().ok_or("no key type")?;
     let blob = fields.next().ok_or("no key")?;
-    let key = ssh_key::PublicKey::from_openssh(&format!("{alg} {blob}")).map_err(|_| "unparseable key")?;
+    let key = ssh_key::PublicKey::from_openssh(&format!("{alg} {blob}"))
+        .map_err(|_| "unparseable key")?;
     Ok(Some((marker, hosts, key.key_data().clone())))
 }
 
@@ -212,7 +235,11 @@ fn fingerprint(key: &KeyData) -> String {
 impl HostIndex {
     /// Resolve every candidate name against every entry. Candidates are lower-cased; the
     /// literal names in the files and the aliases are added to them.
-    pub fn build<'a>(known_hosts: &KnownHosts, candidates: impl IntoIterator<Item = &'a str>, aliases: &[HostKeyAlias]) -> Self {
+    pub fn build<'a>(
+        known_hosts: &KnownHosts,
+        candidates: impl IntoIterator<Item = &'a str>,
+        aliases: &[HostKeyAlias],
+    ) -> Self {
         let mut names: BTreeSet<String> = candidates.into_iter().map(str::to_lowercase).collect();
         names.extend(known_hosts.literal_names().map(str::to_lowercase));
         for a in aliases {
@@ -221,7 +248,11 @@ impl HostIndex {
                 names.insert(a.host.to_lowercase());
             }
         }
-        let mut index = Self { entries: known_hosts.entries.clone(), aliases: aliases.to_vec(), ..Self::default() };
+        let mut index = Self {
+            entries: known_hosts.entries.clone(),
+            aliases: aliases.to_vec(),
+            ..Self::default()
+        };
         for e in &known_hosts.entries {
             if e.marker == Marker::Revoked {
                 index.revoked.insert(fingerprint(&e.key));
@@ -231,7 +262,11 @@ impl HostIndex {
             let resolved = index.lookup_direct(name);
             if !resolved.is_empty() {
                 for fp in resolved.keys.keys() {
-                    index.names_by_key.entry(fp.clone()).or_default().insert(name.clone());
+                    index
+                        .names_by_key
+                        .entry(fp.clone())
+                        .or_default()
+                        .insert(name.clone());
                 }
                 index.by_name.insert(name.clone(), resolved);
             }
@@ -244,7 +279,11 @@ impl HostIndex {
             }
             if let Some(resolved) = index.by_name.get(&a.alias.to_lowercase()).cloned() {
                 for fp in resolved.keys.keys() {
-                    index.names_by_key.entry(fp.clone()).or_default().insert(host.clone());
+                    index
+                        .names_by_key
+                        .entry(fp.clone())
+                        .or_default()
+                        .insert(host.clone());
                 }
                 let slot = index.by_name.entry(host).or_default();
                 slot.keys.extend(resolved.keys);
@@ -296,12 +335,37 @@ impl HostIndex {
         self.by_name.iter().map(|(n, k)| (n.as_str(), k))
     }
 
+    /// The host patterns of `@cert-authority` lines (hashed ones cannot be shown), each with
+    /// its CA key: for reports, since names under a CA are only known when a host presents a
+    /// certificate.
+    pub fn cert_authority_patterns(&self) -> Vec<(String, NameKeys)> {
+        let mut out: Vec<(String, NameKeys)> = Vec::new();
+        for e in &self.entries {
+            let (Marker::CertAuthority, HostField::Patterns(patterns)) = (e.marker, &e.hosts)
+            else {
+                continue;
+            };
+            let fp = fingerprint(&e.key);
+            if self.revoked.contains(&fp) {
+                continue;
+            }
+            for p in patterns.iter().filter(|p| !p.starts_with('!')) {
+                let mut keys = NameKeys::default();
+                keys.cas.insert(fp.clone(), e.key.clone());
+                out.push((p.clone(), keys));
+            }
+        }
+        out
+    }
+
     /// Whether a host key (or a certificate's key or CA) is marked `@revoked`.
     pub fn is_revoked(&self, key: &HostKey) -> bool {
         let subject = self.revoked.contains(&fingerprint(key.key_data()));
         match key {
             HostKey::Plain(_) => subject,
-            HostKey::Certificate(c) => subject || self.revoked.contains(&fingerprint(c.signature_key())),
+            HostKey::Certificate(c) => {
+                subject || self.revoked.contains(&fingerprint(c.signature_key()))
+            }
         }
     }
 
@@ -312,11 +376,16 @@ impl HostIndex {
         if self.is_revoked(key) {
             return Vec::new();
         }
-        let mut out: BTreeSet<String> = self.names_by_key.get(&fingerprint(key.key_data())).cloned().unwrap_or_default();
+        let mut out: BTreeSet<String> = self
+            .names_by_key
+            .get(&fingerprint(key.key_data()))
+            .cloned()
+            .unwrap_or_default();
         if let HostKey::Certificate(cert) = key {
             let ca = fingerprint(cert.signature_key());
             let principals = cert.valid_principals().iter().map(|p| p.to_lowercase());
-            let candidates: BTreeSet<String> = self.by_name.keys().cloned().chain(principals).collect();
+            let candidates: BTreeSet<String> =
+                self.by_name.keys().cloned().chain(principals).collect();
             for name in candidates {
                 if cert_valid_for(cert, &name) && self.lookup(&name).cas.contains_key(&ca) {
                     out.insert(name);
@@ -333,11 +402,15 @@ fn cert_valid_for(cert: &ssh_key::Certificate, host: &str) -> bool {
     if cert.cert_type() != CertType::Host || cert.verify_signature().is_err() {
         return false;
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     if now < cert.valid_after() || now >= cert.valid_before() {
         return false;
     }
-    cert.valid_principals().iter().any(|p| p.eq_ignore_ascii_case(host))
+    cert.valid_principals()
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(host))
 }
 
 /// The fallback when the caller has no parsed ssh config: `Host` names without wildcards and
@@ -354,15 +427,25 @@ pub fn scan_ssh_config(text: &str) -> (Vec<String>, Vec<HostKeyAlias>) {
         }
         let (kw, rest) = split_keyword(line);
         if kw.eq_ignore_ascii_case("host") {
-            current = rest.split_whitespace().map(|s| s.trim_matches('"').to_owned()).collect();
+            current = rest
+                .split_whitespace()
+                .map(|s| s.trim_matches('"').to_owned())
+                .collect();
             hosts.extend(current.iter().filter(|h| is_literal(h)).cloned());
         } else if kw.eq_ignore_ascii_case("match") {
             current.clear();
         } else if kw.eq_ignore_ascii_case("hostkeyalias") {
-            let alias = rest.split_whitespace().next().unwrap_or("").trim_matches('"');
+            let alias = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_matches('"');
             if !alias.is_empty() {
                 for h in &current {
-                    aliases.push(HostKeyAlias { host: h.clone(), alias: alias.to_owned() });
+                    aliases.push(HostKeyAlias {
+                        host: h.clone(),
+                        alias: alias.to_owned(),
+                    });
                 }
             }
         }
@@ -372,7 +455,9 @@ pub fn scan_ssh_config(text: &str) -> (Vec<String>, Vec<HostKeyAlias>) {
 
 /// Split `Keyword value` or `Keyword=value`.
 pub(crate) fn split_keyword(line: &str) -> (&str, &str) {
-    let end = line.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(line.len());
+    let end = line
+        .find(|c: char| c.is_whitespace() || c == '=')
+        .unwrap_or(line.len());
     let (kw, rest) = line.split_at(end);
     let rest = rest.trim_start();
     let rest = rest.strip_prefix('=').unwrap_or(rest).trim();

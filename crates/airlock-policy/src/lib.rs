@@ -31,6 +31,7 @@ mod error;
 pub mod file;
 pub mod handle;
 pub mod known_hosts;
+pub mod starter;
 
 pub use audit::{AuditLog, AuditRecord};
 pub use compiled::{CompiledPolicy, CompiledRule, Hop, PolicySources};
