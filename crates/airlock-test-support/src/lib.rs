@@ -57,6 +57,7 @@
 )]
 
 mod agent;
+mod airlock_agent;
 mod chain;
 mod error;
 mod home;
@@ -65,6 +66,7 @@ mod process;
 mod sshd;
 
 pub use agent::OpenSshAgent;
+pub use airlock_agent::AirlockAgent;
 pub use chain::{Chain, shell_word};
 pub use error::{Error, Result};
 pub use home::Home;

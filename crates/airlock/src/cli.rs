@@ -29,6 +29,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the SSH agent (a drop-in for ssh-agent): `eval "$(airlock agent)"`.
     Agent(commands::agent::Args),
+    /// Put the forwarding policy and audit in front of another agent.
+    Guard(commands::guard::Args),
+    /// The forwarding policy: init, check, explain.
+    Policy(commands::policy::Args),
+    /// Show the audit log of agent decisions.
+    Audit(commands::audit::Args),
     /// Per-project SSH keys: new, list, show, load, rm, import.
     Key(commands::key::Args),
     /// Read, audit and write OpenSSH client configuration.

@@ -61,3 +61,19 @@ pub fn agent_socket() -> PathBuf {
         _ => keys_dir().join("agent.sock"),
     }
 }
+
+/// The policy file: `$AIRLOCK_POLICY`, else `$XDG_CONFIG_HOME/airlock/policy.toml`.
+pub fn policy_file() -> PathBuf {
+    match std::env::var_os(ENV_POLICY) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => config_dir().join("policy.toml"),
+    }
+}
+
+/// The audit log: `$AIRLOCK_AUDIT`, else `$XDG_STATE_HOME/airlock/audit.jsonl`.
+pub fn audit_file() -> PathBuf {
+    match std::env::var_os(ENV_AUDIT) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => state_dir().join("audit.jsonl"),
+    }
+}

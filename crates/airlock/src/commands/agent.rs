@@ -1,12 +1,441 @@
-//! Not built yet.
+//! `airlock agent`: run the SSH agent, with the same command line and output as `ssh-agent`.
 
-use std::process::ExitCode;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::UnixListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Arguments.
+use airlock_agent::{Agent, AgentOptions};
+use anyhow::{Context, bail};
+
+use crate::paths;
+
+/// Set in the re-executed daemon so it reports readiness on stdout.
+const ENV_DAEMON_CHILD: &str = "AIRLOCK_AGENT_DAEMON_CHILD";
+
+/// Run the SSH agent. Without options it daemonises and prints shell commands to set
+/// `SSH_AUTH_SOCK` and `SSH_AGENT_PID`: use `eval "$(airlock agent)"`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(
+    after_help = "Examples:\n  eval \"$(airlock agent)\"\n  airlock agent -D -a /tmp/agent.sock\n  airlock agent -- ssh-add -l"
+)]
+pub struct Args {
+    /// Bind the agent to this socket path (default: $XDG_RUNTIME_DIR/airlock/agent.sock).
+    #[arg(short = 'a', value_name = "SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Stay in the foreground.
+    #[arg(short = 'D')]
+    pub foreground: bool,
+    /// Stay in the foreground and log debug output to stderr.
+    #[arg(short = 'd', conflicts_with = "foreground")]
+    pub debug: bool,
+    /// Print Bourne shell commands (the default unless $SHELL looks like csh).
+    #[arg(short = 's', conflicts_with = "csh")]
+    pub sh: bool,
+    /// Print C shell commands.
+    #[arg(short = 'c')]
+    pub csh: bool,
+    /// Default lifetime for added keys, e.g. 3600, 90m, 8h, 1d.
+    #[arg(short = 't', value_name = "LIFE", value_parser = parse_lifetime)]
+    pub lifetime: Option<Duration>,
+    /// Kill the agent named by $SSH_AGENT_PID.
+    #[arg(short = 'k')]
+    pub kill: bool,
+    /// Policy and audit log.
+    #[command(flatten)]
+    pub policy: super::policy_setup::PolicyArgs,
+    /// Run this command with the agent and exit when it exits.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Parse an OpenSSH time format: a number of seconds, or numbers with s/m/h/d/w suffixes.
+pub fn parse_lifetime(s: &str) -> Result<Duration, String> {
+    let err = || format!("invalid lifetime {s:?}: use seconds or a time like 90m, 8h, 1d");
+    if s.is_empty() {
+        return Err(err());
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let mult = match c.to_ascii_lowercase() {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 604_800,
+            _ => return Err(err()),
+        };
+        let n: u64 = num.parse().map_err(|_| err())?;
+        total = total
+            .checked_add(n.checked_mul(mult).ok_or_else(err)?)
+            .ok_or_else(err)?;
+        num.clear();
+    }
+    if !num.is_empty() {
+        total = total
+            .checked_add(num.parse::<u64>().map_err(|_| err())?)
+            .ok_or_else(err)?;
+    }
+    if total == 0 || total > u64::from(u32::MAX) {
+        return Err(err());
+    }
+    Ok(Duration::from_secs(total))
+}
 
 /// Run the command.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is not built yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let csh = args.csh || (!args.sh && std::env::var("SHELL").is_ok_and(|s| s.ends_with("csh")));
+    if args.kill {
+        return kill(csh);
+    }
+    let socket = args.socket.clone().unwrap_or_else(paths::agent_socket);
+    let socket = absolute(&socket)?;
+    let is_child = is_detached_child();
+
+    if !args.foreground && !args.debug && args.command.is_empty() && !is_child {
+        return daemonise(&args, &socket, csh);
+    }
+
+    harden();
+    let (listener, created_dir) = match systemd_listener()? {
+        Some(l) => (l, None),
+        None => bind(&socket, args.socket.is_none())?,
+    };
+    let options = AgentOptions {
+        default_lifetime: args.lifetime,
+        gate: args.policy.gate()?,
+    };
+    let pid = std::process::id();
+
+    if is_child {
+        report_ready();
+    } else if args.command.is_empty() {
+        print!("{}", env_lines(&socket, pid, csh));
+        let _ = std::io::stdout().flush();
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(4)))
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let code = runtime.block_on(serve(listener, options, &socket, &args.command));
+    cleanup(&socket, created_dir.as_deref());
+    code
+}
+
+async fn serve(
+    listener: StdListener,
+    options: AgentOptions,
+    socket: &Path,
+    command: &[String],
+) -> anyhow::Result<ExitCode> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let agent = Agent::new(options);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(airlock_agent::server::serve(
+        listener,
+        Arc::clone(&agent),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    tokio::spawn(drop_keys_on_usr1(Arc::clone(&agent)));
+
+    let code = if let Some((program, rest)) = command.split_first() {
+        let mut child = tokio::process::Command::new(program)
+            .args(rest)
+            .env("SSH_AUTH_SOCK", socket)
+            .env("SSH_AGENT_PID", std::process::id().to_string())
+            .spawn()
+            .with_context(|| format!("cannot run {program}"))?;
+        tokio::select! {
+            status = child.wait() => {
+                let status = status?;
+                ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1))
+            }
+            () = terminated() => ExitCode::from(1),
+        }
+    } else {
+        terminated().await;
+        ExitCode::SUCCESS
+    };
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    tracing::info!("agent stopped");
+    Ok(code)
+}
+
+pub(crate) async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = hup.recv() => {}
+    }
+}
+
+async fn drop_keys_on_usr1(agent: Arc<Agent>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        let n = agent.remove_all();
+        tracing::info!(removed = n, "SIGUSR1: removed all keys");
+    }
+}
+
+/// Whether this process is the detached child of [`start_detached`].
+pub(crate) fn is_detached_child() -> bool {
+    std::env::var_os(ENV_DAEMON_CHILD).is_some()
+}
+
+/// In the detached child: tell the parent we are listening, then let go of its pipe.
+pub(crate) fn report_ready() {
+    println!("ready {}", std::process::id());
+    let _ = std::io::stdout().flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+    }
+}
+
+pub(crate) fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(p))
+    }
+}
+
+/// Non-dumpable, no core files, and enough descriptors for many clients.
+pub(crate) fn harden() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!("cannot make the agent non-dumpable: {e}");
+    }
+    if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+        tracing::warn!("cannot disable core dumps: {e}");
+    }
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(65536), hard);
+    }
+}
+
+/// A listener passed by systemd socket activation (`LISTEN_PID`, `LISTEN_FDS`, fd 3).
+fn systemd_listener() -> anyhow::Result<Option<StdListener>> {
+    let pid_matches = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let fds = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    if !pid_matches || fds == 0 {
+        return Ok(None);
+    }
+    Ok(Some(listener_from_fd3()))
+}
+
+#[expect(
+    unsafe_code,
+    reason = "taking ownership of the socket systemd passed as fd 3"
+)]
+fn listener_from_fd3() -> StdListener {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: LISTEN_PID names this process, so by the sd_listen_fds protocol fd 3 is an open
+    // listening socket handed to us and owned by nobody else in this process.
+    let fd = unsafe { OwnedFd::from_raw_fd(3) };
+    StdListener::from(fd)
+}
+
+/// Bind the socket: directory 0700 (created if it is the default location), socket 0600 from
+/// creation (umask 0177 around bind), a stale socket replaced, a live one refused.
+pub(crate) fn bind(
+    socket: &Path,
+    default_location: bool,
+) -> anyhow::Result<(StdListener, Option<PathBuf>)> {
+    let dir = socket.parent().context("socket path has no directory")?;
+    let created = if default_location {
+        private_dir(dir)?
+    } else {
+        None
+    };
+    if !dir.exists() {
+        bail!("the directory {} does not exist", dir.display());
+    }
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            bail!(
+                "an agent is already listening on {} (use -k to stop it, or -a for another socket)",
+                socket.display()
+            );
+        }
+        std::fs::remove_file(socket)
+            .with_context(|| format!("cannot remove stale socket {}", socket.display()))?;
+    }
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = StdListener::bind(socket);
+    nix::sys::stat::umask(old);
+    let listener = listener.with_context(|| format!("cannot bind {}", socket.display()))?;
+    Ok((listener, created))
+}
+
+/// Create `dir` 0700 if missing (returning it), or make an existing one private.
+pub(crate) fn private_dir(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        return Ok(Some(dir.to_path_buf()));
+    }
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
+    Ok(None)
+}
+
+pub(crate) fn cleanup(socket: &Path, created_dir: Option<&Path>) {
+    let _ = std::fs::remove_file(socket);
+    if let Some(dir) = created_dir {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+pub(crate) fn env_lines(socket: &Path, pid: u32, csh: bool) -> String {
+    let sock = socket.display();
+    if csh {
+        format!(
+            "setenv SSH_AUTH_SOCK {sock};\nsetenv SSH_AGENT_PID {pid};\necho Agent pid {pid};\n"
+        )
+    } else {
+        format!(
+            "SSH_AUTH_SOCK={sock}; export SSH_AUTH_SOCK;\nSSH_AGENT_PID={pid}; export SSH_AGENT_PID;\necho Agent pid {pid};\n"
+        )
+    }
+}
+
+/// Start a detached copy of ourselves in the foreground mode, wait until it listens, print the
+/// shell commands and return.
+fn daemonise(args: &Args, socket: &Path, csh: bool) -> anyhow::Result<ExitCode> {
+    if args.socket.is_none() {
+        if let Some(dir) = socket.parent() {
+            private_dir(dir)?;
+        }
+    }
+    let mut child_args: Vec<std::ffi::OsString> =
+        vec!["agent".into(), "-D".into(), "-a".into(), socket.into()];
+    if let Some(t) = args.lifetime {
+        child_args.push("-t".into());
+        child_args.push(t.as_secs().to_string().into());
+    }
+    child_args.extend(args.policy.to_args());
+    start_detached(&child_args, socket, csh)
+}
+
+/// Re-run airlock with `child_args` (which include `-D`) detached in its own process group,
+/// wait for its readiness line, and print the shell commands for `eval`.
+pub(crate) fn start_detached(
+    child_args: &[std::ffi::OsString],
+    socket: &Path,
+    csh: bool,
+) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe().context("cannot find the airlock executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(child_args);
+    cmd.env(ENV_DAEMON_CHILD, "1")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().context("cannot start the agent process")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("no pipe from the agent process")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .context("the agent process did not start")?;
+    let pid = match line.trim().strip_prefix("ready ") {
+        Some(p) => p
+            .parse::<u32>()
+            .context("bad readiness line from the agent process")?,
+        None => {
+            let status = child.wait().ok();
+            bail!(
+                "could not start on {} (exit status {}); run it with -d in the foreground to see why",
+                socket.display(),
+                status.and_then(|s| s.code()).unwrap_or(-1)
+            );
+        }
+    };
+    print!("{}", env_lines(socket, pid, csh));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kill(csh: bool) -> anyhow::Result<ExitCode> {
+    let pid = std::env::var("SSH_AGENT_PID")
+        .context("SSH_AGENT_PID is not set, cannot kill the agent")?;
+    let pid: i32 = pid
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .with_context(|| format!("SSH_AGENT_PID={pid:?} is not a process id"))?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .with_context(|| format!("cannot kill agent pid {pid}"))?;
+    if csh {
+        print!("unsetenv SSH_AUTH_SOCK;\nunsetenv SSH_AGENT_PID;\necho Agent pid {pid} killed;\n");
+    } else {
+        print!("unset SSH_AUTH_SOCK;\nunset SSH_AGENT_PID;\necho Agent pid {pid} killed;\n");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_lifetime;
+    use std::time::Duration;
+
+    #[test]
+    fn lifetimes_as_openssh_writes_them() {
+        assert_eq!(parse_lifetime("3600"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_lifetime("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_lifetime("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_lifetime("1d"), Ok(Duration::from_secs(86400)));
+        assert!(parse_lifetime("").is_err());
+        assert!(parse_lifetime("0").is_err());
+        assert!(parse_lifetime("8x").is_err());
+        assert!(parse_lifetime("99999999999999999999").is_err());
+    }
 }

@@ -1,0 +1,397 @@
+//! The agent's request handling: one function per message, following OpenSSH's `ssh-agent.c`
+//! where it is the reference and stricter where the README says so.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use airlock_protocol::{AddIdentity, Extension, Identity, Request, Response, SignRequest};
+
+use crate::destination::{SessionState, identity_permitted};
+use crate::gate::{Gate, SignKind, session_matches};
+use crate::store::{KeyStore, StoredKey, prepare};
+
+/// The extensions `query` reports.
+pub const EXTENSIONS: &[&str] = &["session-bind@openssh.com", "query"];
+
+/// Who is on the other end of a connection (from `SO_PEERCRED`).
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    /// The peer's user id.
+    pub uid: Option<u32>,
+    /// The peer's process id.
+    pub pid: Option<i32>,
+    /// The peer's executable, where the platform tells.
+    pub exe: Option<String>,
+}
+
+/// Settings fixed at start.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    /// Lifetime given to keys added without one (`-t`).
+    pub default_lifetime: Option<Duration>,
+    /// Policy, confirmation and audit.
+    pub gate: Gate,
+}
+
+/// The state of one client connection.
+#[derive(Debug, Default)]
+pub struct Connection {
+    /// A number for logs and the audit trail, unique while the agent runs.
+    pub id: u64,
+    /// Its session binds.
+    pub session: SessionState,
+    /// Its peer.
+    pub peer: Peer,
+}
+
+struct LockState {
+    salt: [u8; 16],
+    hash: Zeroizing<[u8; 32]>,
+}
+
+/// The agent: keys, lock state and options, shared by every connection.
+pub struct Agent {
+    store: Mutex<KeyStore>,
+    lock: Mutex<Option<LockState>>,
+    /// Serialises unlock attempts so the growing delay cannot be sidestepped with parallel
+    /// connections; the count of consecutive failures lives inside.
+    unlock_gate: tokio::sync::Mutex<u32>,
+    options: AgentOptions,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").finish_non_exhaustive()
+    }
+}
+
+fn lock_hash(passphrase: &[u8], salt: &[u8; 16]) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    // bcrypt_pbkdf with one round, as OpenSSH's agent (LOCK_ROUNDS 1); cannot fail for a
+    // non-empty passphrase and salt.
+    let _ = bcrypt_pbkdf::bcrypt_pbkdf(passphrase, salt, 1, out.as_mut_slice());
+    out
+}
+
+impl Agent {
+    /// A new, empty, unlocked agent.
+    pub fn new(options: AgentOptions) -> Arc<Self> {
+        Arc::new(Self {
+            store: Mutex::new(KeyStore::default()),
+            lock: Mutex::new(None),
+            unlock_gate: tokio::sync::Mutex::new(0),
+            options,
+        })
+    }
+
+    fn store(&self) -> MutexGuard<'_, KeyStore> {
+        // A panic while holding the lock cannot leave the store inconsistent (every mutation is
+        // a single Vec operation), so a poisoned lock is still usable.
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn locked(&self) -> bool {
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Drop expired keys now; returns when the next one expires.
+    pub fn expire(&self) -> Option<tokio::time::Instant> {
+        let mut store = self.store();
+        for fp in store.expire(tokio::time::Instant::now()) {
+            tracing::info!(fingerprint = %fp, "key lifetime ended; removed");
+        }
+        store.next_expiry()
+    }
+
+    /// Remove every key (SIGUSR1, as OpenSSH 10).
+    pub fn remove_all(&self) -> usize {
+        self.store().clear()
+    }
+
+    /// The number of keys held.
+    pub fn len(&self) -> usize {
+        self.store().keys().len()
+    }
+
+    /// Whether the agent holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Answer one request on a connection.
+    pub async fn handle(&self, conn: &mut Connection, request: Request) -> Response {
+        if self.locked() {
+            return match request {
+                Request::Unlock(pass) => self.unlock(conn, &pass).await,
+                Request::RequestIdentities => Response::Identities(Vec::new()),
+                Request::Extension(Extension::SessionBind(b)) => self.session_bind(conn, &b),
+                _ => Response::Failure,
+            };
+        }
+        match request {
+            Request::RequestIdentities => self.identities(conn),
+            Request::Sign(req) => self.sign(conn, &req).await,
+            Request::AddIdentity(add) => self.add(conn, &add),
+            Request::RemoveIdentity { key_blob } => {
+                self.mutate(conn, "remove", |s| s.remove(&key_blob))
+            }
+            Request::RemoveAllIdentities | Request::RemoveAllLegacy => {
+                self.mutate(conn, "remove-all", |s| {
+                    s.clear();
+                    true
+                })
+            }
+            Request::Lock(pass) => self.lock(conn, &pass),
+            Request::Unlock(_) => Response::Failure,
+            Request::Smartcard(kind) => {
+                tracing::info!(
+                    kind,
+                    "refusing PKCS#11 request: airlock never loads provider code"
+                );
+                Response::Failure
+            }
+            Request::Extension(Extension::SessionBind(b)) => self.session_bind(conn, &b),
+            Request::Extension(Extension::Query) => Response::query_answer(EXTENSIONS),
+            Request::Extension(Extension::Other { name, .. }) => {
+                tracing::debug!(%name, "unsupported extension");
+                Response::Failure
+            }
+            Request::Unknown(kind) => {
+                tracing::debug!(kind, "unknown message type");
+                Response::Failure
+            }
+        }
+    }
+
+    fn identities(&self, conn: &Connection) -> Response {
+        let store = self.store();
+        let now = tokio::time::Instant::now();
+        let ids = store
+            .keys()
+            .iter()
+            .filter(|k| k.expires.is_none_or(|t| t > now))
+            .filter(|k| identity_permitted(&k.destinations, &conn.session, None).is_ok())
+            .filter(|k| self.options.gate.may_list(conn, k.key_ref()))
+            .map(|k| Identity {
+                key_blob: k.blob.clone(),
+                comment: k.comment.clone(),
+            })
+            .collect();
+        Response::Identities(ids)
+    }
+
+    /// The destination checks of `process_sign_request2` for a key added with `ssh-add -h`.
+    fn check_destination(
+        key: &StoredKey,
+        conn: &Connection,
+        kind: &SignKind,
+    ) -> Result<(), String> {
+        if conn.session.binds.is_empty() {
+            return Err(
+                "refusing use of destination-constrained key to sign on unbound connection".into(),
+            );
+        }
+        let SignKind::UserAuth(auth) = kind else {
+            return Err(
+                "refusing use of destination-constrained key to sign an unidentified signature"
+                    .into(),
+            );
+        };
+        identity_permitted(&key.destinations, &conn.session, Some(&auth.user))
+            .map_err(|e| e.to_string())?;
+        session_matches(conn, auth)
+    }
+
+    async fn sign(&self, conn: &Connection, req: &SignRequest) -> Response {
+        let Some(key) = self.store().find(&req.key_blob).cloned() else {
+            tracing::debug!("sign request for a key the agent does not hold");
+            return Response::Failure;
+        };
+        let fingerprint = key.fingerprint();
+        let kind = SignKind::classify(&req.data, &req.key_blob);
+        if !key.destinations.is_empty()
+            && let Err(reason) = Self::check_destination(&key, conn, &kind)
+        {
+            self.options
+                .gate
+                .record_other(conn, "sign", Some(key.key_ref()), "deny", &reason);
+            return Response::Failure;
+        }
+        if self
+            .options
+            .gate
+            .authorize_sign(conn, key.key_ref(), &kind)
+            .await
+            .is_err()
+        {
+            return Response::Failure;
+        }
+        let signer = Arc::clone(&key.signer);
+        drop(key);
+        match signer.sign(&req.data, req.flags) {
+            Ok(sig) => Response::Signature(sig),
+            Err(e) => {
+                tracing::warn!(%fingerprint, "signing failed: {e}");
+                Response::Failure
+            }
+        }
+    }
+
+    fn add(&self, conn: &Connection, add: &AddIdentity) -> Response {
+        let gate = &self.options.gate;
+        if conn.session.is_remote() {
+            gate.record_other(
+                conn,
+                "add",
+                None,
+                "deny",
+                "key management from a forwarded connection",
+            );
+            return Response::Failure;
+        }
+        match prepare(
+            &add.key,
+            &add.comment,
+            &add.constraints,
+            self.options.default_lifetime,
+        ) {
+            Ok(mut key) => {
+                // The policy's lifetime is a cap on whatever the client asked for.
+                if let Some(cap) = gate
+                    .policy
+                    .as_ref()
+                    .and_then(|p| p.lifetime(&key.fingerprint(), &key.comment))
+                {
+                    let cap = tokio::time::Instant::now() + cap;
+                    key.expires = Some(key.expires.map_or(cap, |e| e.min(cap)));
+                }
+                gate.record_other(conn, "add", Some(key.key_ref()), "allow", "added");
+                self.store().insert(key);
+                Response::Success
+            }
+            Err(e) => {
+                gate.record_other(conn, "add", None, "deny", &format!("invalid key: {e}"));
+                Response::Failure
+            }
+        }
+    }
+
+    fn mutate(
+        &self,
+        conn: &Connection,
+        what: &str,
+        f: impl FnOnce(&mut KeyStore) -> bool,
+    ) -> Response {
+        if conn.session.is_remote() {
+            self.options.gate.record_other(
+                conn,
+                what,
+                None,
+                "deny",
+                "key management from a forwarded connection",
+            );
+            return Response::Failure;
+        }
+        let done = f(&mut self.store());
+        self.options.gate.record_other(
+            conn,
+            what,
+            None,
+            if done { "allow" } else { "deny" },
+            if done { "done" } else { "no such key" },
+        );
+        if done {
+            Response::Success
+        } else {
+            Response::Failure
+        }
+    }
+
+    fn lock(&self, conn: &Connection, pass: &[u8]) -> Response {
+        if conn.session.is_remote() || pass.is_empty() {
+            self.options.gate.record_other(
+                conn,
+                "lock",
+                None,
+                "deny",
+                "from a forwarded connection or with an empty passphrase",
+            );
+            return Response::Failure;
+        }
+        let mut lock = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lock.is_some() {
+            return Response::Failure;
+        }
+        let salt: [u8; 16] = rand::random();
+        *lock = Some(LockState {
+            salt,
+            hash: lock_hash(pass, &salt),
+        });
+        tracing::info!("agent locked");
+        Response::Success
+    }
+
+    async fn unlock(&self, conn: &Connection, pass: &[u8]) -> Response {
+        if conn.session.is_remote() || pass.is_empty() {
+            self.options.gate.record_other(
+                conn,
+                "unlock",
+                None,
+                "deny",
+                "from a forwarded connection or with an empty passphrase",
+            );
+            return Response::Failure;
+        }
+        let mut failures = self.unlock_gate.lock().await;
+        let ok = {
+            let mut lock = self
+                .lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let ok = lock
+                .as_ref()
+                .is_some_and(|l| bool::from(lock_hash(pass, &l.salt).ct_eq(&*l.hash)));
+            if ok {
+                *lock = None;
+            }
+            ok
+        };
+        if ok {
+            *failures = 0;
+            tracing::info!("agent unlocked");
+            Response::Success
+        } else {
+            // 0.1 s more for each consecutive failure, up to 10 s, as OpenSSH.
+            *failures = (*failures + 1).min(100);
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(*failures))).await;
+            Response::Failure
+        }
+    }
+
+    fn session_bind(
+        &self,
+        conn: &mut Connection,
+        bind: &airlock_protocol::SessionBind,
+    ) -> Response {
+        match conn.session.bind(bind) {
+            Ok(()) => Response::Success,
+            Err(e) => {
+                self.options
+                    .gate
+                    .record_other(conn, "session-bind", None, "deny", &e.to_string());
+                Response::Failure
+            }
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The gate every key use passes, in the agent and in the guard alike: the policy's decision,
+//! confirmation, and one audit record per decision.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+
+use airlock_protocol::{SignedData, UserAuthRequest};
+
+use crate::agent::Connection;
+use crate::confirm::Askpass;
+use crate::destination::HostKey;
+use crate::policy::{AuditEvent, AuditHop, AuditSink, Decision, Operation, Policy, Query};
+
+/// Policy, confirmation and audit, shared by every connection.
+#[derive(Clone, Default)]
+pub struct Gate {
+    /// The forwarding policy; `None` is OpenSSH behaviour.
+    pub policy: Option<Arc<dyn Policy>>,
+    /// Where decisions are recorded; `None` records nothing.
+    pub audit: Option<Arc<dyn AuditSink>>,
+    /// How confirmations are asked.
+    pub askpass: Askpass,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("policy", &self.policy.is_some())
+            .field("audit", &self.audit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key as the gate sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRef<'a> {
+    /// The key's SHA256 fingerprint.
+    pub fingerprint: &'a str,
+    /// Its comment.
+    pub comment: &'a str,
+    /// Whether it was added with the confirm constraint.
+    pub confirm: bool,
+}
+
+/// The kind of signature a sign request asks for, with what the policy needs.
+#[derive(Debug, Clone)]
+pub enum SignKind {
+    /// A userauth request for the key being used.
+    UserAuth(UserAuthRequest),
+    /// An SSHSIG signature.
+    SshSig(String),
+    /// Anything else.
+    Other,
+}
+
+impl SignKind {
+    /// Classify sign data for the key whose blob is `key_blob`.
+    pub fn classify(data: &[u8], key_blob: &[u8]) -> Self {
+        match SignedData::parse(data) {
+            SignedData::UserAuth(u) if userauth_matches(&u, key_blob) => SignKind::UserAuth(u),
+            SignedData::SshSig(s) => SignKind::SshSig(s.namespace),
+            _ => SignKind::Other,
+        }
+    }
+
+    fn operation(&self) -> Operation<'_> {
+        match self {
+            SignKind::UserAuth(u) => Operation::SignUserAuth { user: &u.user },
+            SignKind::SshSig(ns) => Operation::SignSshSig { namespace: ns },
+            SignKind::Other => Operation::SignOther,
+        }
+    }
+}
+
+/// The key type named by a signature algorithm (`rsa-sha2-256` signs with an `ssh-rsa` key).
+fn key_type_of_alg(alg: &str) -> &str {
+    match alg {
+        "rsa-sha2-256" | "rsa-sha2-512" => "ssh-rsa",
+        "rsa-sha2-256-cert-v01@openssh.com" | "rsa-sha2-512-cert-v01@openssh.com" => {
+            "ssh-rsa-cert-v01@openssh.com"
+        }
+        other => other,
+    }
+}
+
+fn blob_type(blob: &[u8]) -> Option<&str> {
+    std::str::from_utf8(airlock_protocol::Cursor::new(blob).string().ok()?).ok()
+}
+
+/// The consistency checks of OpenSSH's `parse_userauth_request`.
+pub fn userauth_matches(u: &UserAuthRequest, key_blob: &[u8]) -> bool {
+    !u.session_id.is_empty()
+        && u.service == "ssh-connection"
+        && u.key_blob == key_blob
+        && blob_type(key_blob) == Some(key_type_of_alg(&u.algorithm))
+}
+
+/// OpenSSH's session checks for a userauth signature on a bound connection: the session ID is
+/// the latest bind's, and beyond one hop the request is host-bound to the latest bind's key.
+pub fn session_matches(conn: &Connection, auth: &UserAuthRequest) -> Result<(), String> {
+    let binds = &conn.session.binds;
+    let Some(last) = binds.last() else {
+        return Ok(());
+    };
+    if !bool::from(auth.session_id.ct_eq(&last.session_id)) {
+        return Err("unexpected session ID on signature request".into());
+    }
+    match &auth.host_key {
+        None if binds.len() > 1 => {
+            Err("no host key recorded in signature for forwarded connection".into())
+        }
+        Some(hk) if HostKey::from_blob(hk).is_none_or(|k| k != last.host_key) => {
+            Err("mismatch between host key in request and most recently bound session".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Gate {
+    fn query<'a>(key: KeyRef<'a>, conn: &'a Connection, operation: Operation<'a>) -> Query<'a> {
+        Query {
+            fingerprint: key.fingerprint,
+            comment: key.comment,
+            operation,
+            chain: &conn.session.binds,
+            bind_failed: conn.session.bind_attempted && conn.session.binds.is_empty(),
+        }
+    }
+
+    /// Whether the key may be listed on this connection.
+    pub fn may_list(&self, conn: &Connection, key: KeyRef<'_>) -> bool {
+        match &self.policy {
+            None => true,
+            Some(p) => !matches!(
+                p.decide(&Self::query(key, conn, Operation::List)),
+                Decision::Deny(_)
+            ),
+        }
+    }
+
+    /// Decide on a signature: the policy, then confirmation (the policy's or the key's own),
+    /// with one audit record. `Err` carries the reason for refusing.
+    pub async fn authorize_sign(
+        &self,
+        conn: &Connection,
+        key: KeyRef<'_>,
+        kind: &SignKind,
+    ) -> Result<(), String> {
+        let mut decision = match &self.policy {
+            None => Decision::Allow("no policy".into()),
+            Some(p) => p.decide(&Self::query(key, conn, kind.operation())),
+        };
+        // A policy that allows a userauth signature on a bound connection also requires it to
+        // belong to the latest bound session, as OpenSSH does for constrained keys.
+        if let (Some(_), Decision::Allow(_) | Decision::Confirm(_), SignKind::UserAuth(auth)) =
+            (&self.policy, &decision, kind)
+            && let Err(reason) = session_matches(conn, auth)
+        {
+            decision = Decision::Deny(reason);
+        }
+        let needs_confirm = key.confirm || matches!(decision, Decision::Confirm(_));
+        let (verdict, reason) = match decision {
+            Decision::Deny(r) => ("deny", r),
+            Decision::Allow(r) | Decision::Confirm(r) if needs_confirm => {
+                let prompt = self.prompt(conn, key, kind);
+                if self.askpass.confirm(&prompt).await {
+                    ("confirm-allow", r)
+                } else {
+                    ("confirm-deny", format!("{r}; the user did not confirm"))
+                }
+            }
+            Decision::Allow(r) | Decision::Confirm(r) => ("allow", r),
+        };
+        self.record(conn, "sign", Some(key), kind, verdict, &reason);
+        if verdict == "allow" || verdict == "confirm-allow" {
+            Ok(())
+        } else {
+            Err(reason)
+        }
+    }
+
+    /// Record a decision about something other than a signature (add, remove, lock, ...).
+    pub fn record_other(
+        &self,
+        conn: &Connection,
+        operation: &str,
+        key: Option<KeyRef<'_>>,
+        verdict: &str,
+        reason: &str,
+    ) {
+        self.record(conn, operation, key, &SignKind::Other, verdict, reason);
+    }
+
+    fn record(
+        &self,
+        conn: &Connection,
+        operation: &str,
+        key: Option<KeyRef<'_>>,
+        kind: &SignKind,
+        verdict: &str,
+        reason: &str,
+    ) {
+        tracing::info!(
+            connection = conn.id,
+            operation,
+            fingerprint = key.map(|k| k.fingerprint),
+            decision = verdict,
+            reason,
+            "decision"
+        );
+        let Some(audit) = &self.audit else { return };
+        let (namespace, user) = match kind {
+            SignKind::SshSig(ns) => (Some(ns.clone()), None),
+            SignKind::UserAuth(u) => (None, Some(u.user.clone())),
+            SignKind::Other => (None, None),
+        };
+        audit.record(&AuditEvent {
+            connection: conn.id,
+            peer: conn.peer.clone(),
+            operation: operation.to_owned(),
+            fingerprint: key.map(|k| k.fingerprint.to_owned()),
+            comment: key.map(|k| k.comment.to_owned()),
+            chain: self.chain(conn),
+            namespace,
+            user,
+            decision: verdict.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// The connection's hop chain with names, for the audit log and prompts.
+    pub fn chain(&self, conn: &Connection) -> Vec<AuditHop> {
+        conn.session
+            .binds
+            .iter()
+            .map(|b| AuditHop {
+                names: self
+                    .policy
+                    .as_ref()
+                    .map(|p| p.host_names(&b.host_key))
+                    .unwrap_or_default(),
+                fingerprint: b.host_key.fingerprint(),
+                forwarded: b.forwarded,
+            })
+            .collect()
+    }
+
+    fn prompt(&self, conn: &Connection, key: KeyRef<'_>, kind: &SignKind) -> String {
+        let mut p = format!(
+            "Allow use of key {}?\nKey fingerprint {}.",
+            key.comment, key.fingerprint
+        );
+        match kind {
+            SignKind::UserAuth(u) => {
+                let _ = write!(p, "\nUser authentication as \"{}\"", u.user);
+            }
+            SignKind::SshSig(ns) => {
+                let _ = write!(p, "\nSignature in namespace \"{ns}\"");
+            }
+            SignKind::Other => {}
+        }
+        let chain = self.chain(conn);
+        if !chain.is_empty() {
+            p.push_str("\nVia: this machine");
+            for hop in chain {
+                let name = hop
+                    .names
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "unknown host".into());
+                let _ = write!(
+                    p,
+                    " > {name} ({}){}",
+                    hop.fingerprint,
+                    if hop.forwarded { " [forwarded]" } else { "" }
+                );
+            }
+        }
+        if let Some(pid) = conn.peer.pid {
+            let _ = write!(p, "\nRequested by pid {pid}");
+            if let Some(exe) = &conn.peer.exe {
+                let _ = write!(p, " ({exe})");
+            }
+        }
+        p
+    }
+}

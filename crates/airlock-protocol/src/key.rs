@@ -1,0 +1,218 @@
+//! Private key material as carried by `SSH_AGENTC_ADD_IDENTITY`: OpenSSH's private key
+//! serialisation (`sshkey_private_serialize`), for plain keys and for certificates.
+
+use ssh_encoding::{Decode, Encode};
+use ssh_key::private::{Ed25519Keypair, KeypairData, RsaPrivateKey};
+use ssh_key::{Algorithm, Certificate, Mpint};
+
+use crate::{Cursor, Error, Writer};
+
+/// A private key as sent to the agent.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PrivateKeyMaterial {
+    /// A plain Ed25519 or RSA key: algorithm name and private fields, as ssh-key's
+    /// [`KeypairData`] encodes them.
+    Plain(KeypairData),
+    /// A plain ECDSA key, kept as sent. (ssh-key 0.6 refuses a private scalar whose `mpint` is
+    /// shorter than the curve size, which OpenSSH sends for one P-521 key in two.)
+    Ecdsa {
+        /// `ecdsa-sha2-nistp256`, `-nistp384` or `-nistp521`.
+        algorithm: String,
+        /// The curve identifier (`nistp256`, ...).
+        curve: String,
+        /// The public point (SEC1 uncompressed).
+        public: Vec<u8>,
+        /// The private scalar as the body of an `mpint` (big endian, minimal).
+        private: zeroize::Zeroizing<Vec<u8>>,
+    },
+    /// An OpenSSH certificate with the private fields of its key.
+    Certificate {
+        /// The certificate algorithm, e.g. `ssh-ed25519-cert-v01@openssh.com`.
+        algorithm: String,
+        /// The certificate blob as sent (kept verbatim so it re-encodes byte for byte).
+        cert_blob: Vec<u8>,
+        /// The parsed certificate.
+        certificate: Box<Certificate>,
+        /// The private fields that follow it.
+        private: CertificatePrivate,
+    },
+}
+
+/// The private fields that follow a certificate blob (OpenSSH omits the public part, except for
+/// Ed25519 which repeats it).
+#[derive(Clone, PartialEq, Eq)]
+pub enum CertificatePrivate {
+    /// `string pk, string sk`.
+    Ed25519(Ed25519Keypair),
+    /// `mpint d`.
+    Ecdsa(Mpint),
+    /// `mpint d, mpint iqmp, mpint p, mpint q`.
+    Rsa(RsaPrivateKey),
+}
+
+impl std::fmt::Debug for PrivateKeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print private material.
+        match self {
+            Self::Plain(k) => f
+                .debug_struct("Plain")
+                .field("algorithm", &k.algorithm().map(|a| a.to_string()).ok())
+                .finish_non_exhaustive(),
+            Self::Ecdsa { algorithm, .. } => f
+                .debug_struct("Ecdsa")
+                .field("algorithm", algorithm)
+                .finish_non_exhaustive(),
+            Self::Certificate { algorithm, .. } => f
+                .debug_struct("Certificate")
+                .field("algorithm", algorithm)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+fn key_err(e: impl std::fmt::Display) -> Error {
+    Error::Key(e.to_string())
+}
+
+impl PrivateKeyMaterial {
+    /// Decode `string keytype, <private fields>` from the cursor.
+    pub fn decode(cur: &mut Cursor<'_>) -> Result<Self, Error> {
+        let algorithm = cur.utf8("key type")?.to_owned();
+        if algorithm.ends_with("-cert-v01@openssh.com") {
+            let cert_blob = cur.string()?.to_vec();
+            let certificate =
+                Box::new(Certificate::decode(&mut cert_blob.as_slice()).map_err(key_err)?);
+            if certificate.algorithm().to_certificate_type() != algorithm {
+                return Err(Error::Invalid("certificate type does not match key type"));
+            }
+            let mut rest = cur.remaining();
+            let private = match certificate.algorithm() {
+                Algorithm::Ed25519 => {
+                    CertificatePrivate::Ed25519(Ed25519Keypair::decode(&mut rest).map_err(key_err)?)
+                }
+                Algorithm::Ecdsa { .. } => {
+                    CertificatePrivate::Ecdsa(Mpint::decode(&mut rest).map_err(key_err)?)
+                }
+                Algorithm::Rsa { .. } => {
+                    CertificatePrivate::Rsa(RsaPrivateKey::decode(&mut rest).map_err(key_err)?)
+                }
+                other => return Err(Error::Key(format!("unsupported certificate key {other}"))),
+            };
+            let used = cur.remaining().len() - rest.len();
+            cur.bytes(used)?;
+            Ok(Self::Certificate {
+                algorithm,
+                cert_blob,
+                certificate,
+                private,
+            })
+        } else if algorithm.starts_with("ecdsa-sha2-") {
+            let curve = cur.utf8("ecdsa curve")?.to_owned();
+            if algorithm.strip_prefix("ecdsa-sha2-") != Some(curve.as_str()) {
+                return Err(Error::Invalid("ecdsa curve does not match key type"));
+            }
+            let public = cur.string()?.to_vec();
+            let d = cur.string()?;
+            if d.first().is_some_and(|b| b & 0x80 != 0) {
+                return Err(Error::Invalid("negative ecdsa private scalar"));
+            }
+            Ok(Self::Ecdsa {
+                algorithm,
+                curve,
+                public,
+                private: zeroize::Zeroizing::new(d.to_vec()),
+            })
+        } else {
+            let alg = Algorithm::new(&algorithm).map_err(key_err)?;
+            let mut rest = cur.remaining();
+            let data = KeypairData::decode_as(&mut rest, alg).map_err(key_err)?;
+            let used = cur.remaining().len() - rest.len();
+            cur.bytes(used)?;
+            Ok(Self::Plain(data))
+        }
+    }
+
+    /// Encode `string keytype, <private fields>`.
+    pub fn encode(&self, w: &mut Writer) -> Result<(), Error> {
+        match self {
+            Self::Ecdsa {
+                algorithm,
+                curve,
+                public,
+                private,
+            } => {
+                w.string(algorithm)
+                    .string(curve)
+                    .string(public)
+                    .string(private.as_slice());
+            }
+            Self::Plain(k) => {
+                let mut buf = Vec::new();
+                k.encode(&mut buf).map_err(key_err)?;
+                w.raw(buf);
+            }
+            Self::Certificate {
+                algorithm,
+                cert_blob,
+                private,
+                ..
+            } => {
+                w.string(algorithm).string(cert_blob);
+                let mut buf = Vec::new();
+                match private {
+                    CertificatePrivate::Ed25519(k) => k.encode(&mut buf),
+                    CertificatePrivate::Ecdsa(d) => d.encode(&mut buf),
+                    CertificatePrivate::Rsa(k) => k.encode(&mut buf),
+                }
+                .map_err(key_err)?;
+                w.raw(buf);
+            }
+        }
+        Ok(())
+    }
+
+    /// The public key blob the agent will list for this key (the certificate blob for certs).
+    pub fn public_blob(&self) -> Result<Vec<u8>, Error> {
+        match self {
+            Self::Plain(k) => {
+                let public = ssh_key::public::KeyData::try_from(k).map_err(key_err)?;
+                let mut buf = Vec::new();
+                public.encode(&mut buf).map_err(key_err)?;
+                Ok(buf)
+            }
+            Self::Ecdsa {
+                algorithm,
+                curve,
+                public,
+                ..
+            } => {
+                let mut w = Writer::new();
+                w.string(algorithm).string(curve).string(public);
+                Ok(w.into_bytes())
+            }
+            Self::Certificate { cert_blob, .. } => Ok(cert_blob.clone()),
+        }
+    }
+
+    /// The material for an ssh-key private key, as `ssh-add` would send it: ECDSA scalars as
+    /// minimal `mpint`s, like OpenSSH.
+    pub fn from_keypair(key: &KeypairData) -> Self {
+        if let KeypairData::Ecdsa(k) = key {
+            let public = ssh_key::public::EcdsaPublicKey::from(k);
+            let d = k.private_key_bytes();
+            let start = d.iter().position(|b| *b != 0).unwrap_or(d.len());
+            let mut private = Vec::with_capacity(d.len() + 1);
+            if d.get(start).is_some_and(|b| b & 0x80 != 0) {
+                private.push(0);
+            }
+            private.extend_from_slice(d.get(start..).unwrap_or_default());
+            return Self::Ecdsa {
+                algorithm: k.algorithm().to_string(),
+                curve: k.curve().to_string(),
+                public: public.as_sec1_bytes().to_vec(),
+                private: zeroize::Zeroizing::new(private),
+            };
+        }
+        Self::Plain(key.clone())
+    }
+}
