@@ -392,6 +392,8 @@ fn list(store: &KeyStore, args: &ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn write_table<const N: usize>(out: &mut impl Write, rows: &[[String; N]]) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+
     let mut widths = [0usize; N];
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -404,7 +406,7 @@ fn write_table<const N: usize>(out: &mut impl Write, rows: &[[String; N]]) -> an
             if i + 1 == N {
                 line.push_str(cell);
             } else {
-                line.push_str(&format!("{cell:<width$}  "));
+                let _ = write!(line, "{cell:<width$}  ");
             }
         }
         writeln!(out, "{}", line.trim_end())?;
