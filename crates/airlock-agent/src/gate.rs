@@ -129,14 +129,18 @@ impl Gate {
         }
     }
 
-    /// Whether the key may be listed on this connection.
+    /// Whether the key may be listed on this connection. A key hidden from a bound connection
+    /// is recorded (it is a decision the user may want to see); keys listed are not.
     pub fn may_list(&self, conn: &Connection, key: KeyRef<'_>) -> bool {
-        match &self.policy {
-            None => true,
-            Some(p) => !matches!(
-                p.decide(&Self::query(key, conn, Operation::List)),
-                Decision::Deny(_)
-            ),
+        let Some(p) = &self.policy else { return true };
+        match p.decide(&Self::query(key, conn, Operation::List)) {
+            Decision::Deny(reason) => {
+                if !conn.session.binds.is_empty() {
+                    self.record_other(conn, "list", Some(key), "deny", &reason);
+                }
+                false
+            }
+            Decision::Allow(_) | Decision::Confirm(_) => true,
         }
     }
 

@@ -100,6 +100,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let socket = absolute(&socket)?;
     let is_child = is_detached_child();
 
+    if !is_child {
+        args.policy.notice_if_unrestricted();
+    }
     if !args.foreground && !args.debug && args.command.is_empty() && !is_child {
         return daemonise(&args, &socket, csh);
     }

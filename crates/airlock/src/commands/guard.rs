@@ -66,6 +66,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let csh = args.csh || std::env::var("SHELL").is_ok_and(|s| s.ends_with("csh"));
+    if !is_detached_child() {
+        args.policy.notice_if_unrestricted();
+    }
     if !args.foreground && !args.debug && !is_detached_child() {
         if default_socket {
             if let Some(dir) = socket.parent() {

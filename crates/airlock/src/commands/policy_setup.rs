@@ -2,9 +2,12 @@
 //! the agent's [`Gate`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use airlock_agent::confirm::Askpass;
 use airlock_agent::gate::Gate;
+use airlock_policy::{AuditLog, PolicyHandle, PolicySources};
+use anyhow::Context;
 
 use crate::paths;
 
@@ -34,11 +37,39 @@ impl PolicyArgs {
         out
     }
 
-    /// The gate: askpass from the environment, policy and audit when configured.
+    /// The policy file in effect.
+    pub fn policy_file(&self) -> PathBuf {
+        self.policy
+            .clone()
+            .unwrap_or_else(|| paths::config_dir().join("policy.toml"))
+    }
+
+    /// Say once, on stderr, when there is no policy and forwarding is therefore unrestricted.
+    pub fn notice_if_unrestricted(&self) {
+        let file = self.policy_file();
+        if !file.exists() {
+            eprintln!("airlock: {}", airlock_policy::unrestricted_message(&file));
+        }
+    }
+
+    /// The gate: askpass from the environment, the policy (re-read when it changes) and the
+    /// audit log.
     pub fn gate(&self) -> anyhow::Result<Gate> {
+        let sources =
+            PolicySources::for_user(&paths::home(), self.policy_file(), paths::keys_dir());
+        let policy = PolicyHandle::load(sources).context("cannot load the policy")?;
+        // Logs, once, that forwarding is unrestricted when there is no policy file.
+        let _ = policy.unrestricted_notice();
+        let audit_path = self
+            .audit
+            .clone()
+            .unwrap_or_else(|| paths::state_dir().join("audit.jsonl"));
+        let audit = AuditLog::open(&audit_path)
+            .with_context(|| format!("cannot open the audit log {}", audit_path.display()))?;
         Ok(Gate {
             askpass: Askpass::from_env(),
-            ..Gate::default()
+            policy: Some(Arc::new(policy)),
+            audit: Some(Arc::new(audit)),
         })
     }
 }
