@@ -27,6 +27,7 @@
 pub mod agent;
 mod agent_client;
 pub mod atomic;
+mod compat;
 pub mod duration;
 mod error;
 pub mod kind;

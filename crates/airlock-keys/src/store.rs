@@ -11,6 +11,7 @@ use tracing::debug;
 use zeroize::Zeroizing;
 
 use crate::atomic::{PRIVATE_MODE, PUBLIC_MODE, ensure_private_dir, write_atomic};
+use crate::compat;
 use crate::kind::{KeySpec, describe};
 use crate::{KeyError, KeyMetadata, KeyName, Passphrase};
 
@@ -395,17 +396,26 @@ pub fn read_private_key(path: &Path) -> Result<(Zeroizing<String>, PrivateKey), 
             "it is a public key; give the private key file (without .pub)".into(),
         ));
     }
-    let key = PrivateKey::from_openssh(trimmed).map_err(|e| malformed(e.to_string()))?;
+    let key = match PrivateKey::from_openssh(trimmed) {
+        Ok(key) => key,
+        Err(e) => compat::parse_unencrypted(trimmed).map_err(|_| malformed(e.to_string()))?,
+    };
     Ok((text, key))
 }
 
 fn decrypt(key: &PrivateKey, path: &Path, passphrase: &Passphrase) -> Result<PrivateKey, KeyError> {
-    key.decrypt(passphrase.as_bytes()).map_err(|e| {
-        debug!(path = %path.display(), error = %e, "decryption failed");
-        KeyError::WrongPassphrase {
+    key.decrypt(passphrase.as_bytes())
+        .or_else(|e| {
+            debug!(path = %path.display(), error = %e, "decryption failed");
+            if matches!(key.algorithm(), ssh_key::Algorithm::Ecdsa { .. }) {
+                compat::decrypt(key, passphrase.as_bytes()).map_err(drop)
+            } else {
+                Err(())
+            }
+        })
+        .map_err(|()| KeyError::WrongPassphrase {
             path: path.to_owned(),
-        }
-    })
+        })
 }
 
 #[cfg(test)]

@@ -1048,3 +1048,50 @@ fn every_key_type_loads_into_ssh_agent_and_signs() {
             .stdin(fs::File::open(&message).unwrap()));
     }
 }
+
+/// OpenSSH writes the ECDSA scalar as a minimal mpint: for one P-521 key in two it is shorter
+/// than 66 bytes, which ssh-key 0.6.7 alone refuses ("length invalid"). Twelve keys each way
+/// make it all but certain that both kinds are covered.
+#[test]
+fn p521_keys_from_ssh_keygen_with_short_scalars_import_and_load() {
+    let home = Home::new().unwrap();
+    let agent = OpenSshAgent::start(&home).unwrap();
+    let source_dir = home.path().join("src");
+    fs::create_dir(&source_dir).unwrap();
+    let pass = passphrase_file(&home, PASSPHRASE);
+    for i in 0..12 {
+        for encrypted in [false, true] {
+            let name = format!("p521-{i}-{}", if encrypted { "enc" } else { "plain" });
+            let pair = generate_key_with_passphrase(
+                &source_dir,
+                &name,
+                KeyType::EcdsaP521,
+                if encrypted { PASSPHRASE } else { "" },
+            )
+            .unwrap();
+            ok(airlock(&home)
+                .args(["key", "import"])
+                .arg(&pair.private_key)
+                .arg("--passphrase-file")
+                .arg(&pass));
+            ok(airlock(&home)
+                .args(["key", "load", &name, "--passphrase-file"])
+                .arg(&pass)
+                .arg("--socket")
+                .arg(agent.socket()));
+            if encrypted {
+                let wrong = passphrase_file(&home, "definitely wrong");
+                let err = fails(
+                    airlock(&home)
+                        .args(["key", "load", &name, "--passphrase-file"])
+                        .arg(&wrong)
+                        .arg("--socket")
+                        .arg(agent.socket()),
+                );
+                assert!(err.contains("wrong passphrase"), "{err}");
+            }
+        }
+    }
+    let held = ok(home.command_with_agent("ssh-add", agent.socket()).arg("-l"));
+    assert_eq!(held.lines().count(), 24, "{held}");
+}
