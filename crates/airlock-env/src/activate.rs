@@ -33,7 +33,10 @@ pub fn shell_hook(prefix: &Path, shell: &str) -> Result<String> {
     let shell_type = ShellEnum::from_str(shell).map_err(|_| {
         activation_error(
             prefix,
-            format!("unsupported shell `{shell}` (supported: {})", SHELLS.join(", ")),
+            format!(
+                "unsupported shell `{shell}` (supported: {})",
+                SHELLS.join(", ")
+            ),
         )
     })?;
     let activator = Activator::from_path(prefix, shell_type, crate::solve::current_platform())

@@ -57,9 +57,7 @@ impl ConfigFile {
         };
         toml::from_str(&text).map_err(|e| EnvError::Config {
             path: path.to_path_buf(),
-            line: e
-                .span()
-                .map_or(0, |span| line_of_offset(&text, span.start)),
+            line: e.span().map_or(0, |span| line_of_offset(&text, span.start)),
             message: e.message().to_owned(),
         })
     }

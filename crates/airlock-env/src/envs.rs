@@ -139,10 +139,11 @@ fn write_registry(path: &Path, entries: &[PathBuf]) -> Result<()> {
         .parent()
         .ok_or_else(|| EnvError::io(path, std::io::Error::other("no parent directory")))?;
     fs_err::create_dir_all(dir)?;
-    let text: String = entries
-        .iter()
-        .map(|e| format!("{}\n", e.display()))
-        .collect();
+    let text: String = entries.iter().fold(String::new(), |mut text, e| {
+        text.push_str(&e.to_string_lossy());
+        text.push('\n');
+        text
+    });
     write_atomic(path, text.as_bytes())
 }
 
@@ -154,7 +155,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .ok_or_else(|| EnvError::io(path, std::io::Error::other("no parent directory")))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| EnvError::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| EnvError::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| EnvError::io(path, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| EnvError::io(path, e))?;
     tmp.persist(path).map_err(|e| EnvError::io(path, e.error))?;
     Ok(())
 }

@@ -56,7 +56,9 @@ pub enum EnvError {
         message: String,
     },
     /// A channel does not exist.
-    #[error("channel `{channel}` does not exist (looked at {url}); check the name or `channel_alias`")]
+    #[error(
+        "channel `{channel}` does not exist (looked at {url}); check the name or `channel_alias`"
+    )]
     UnknownChannel {
         /// The channel as written.
         channel: String,
@@ -64,7 +66,9 @@ pub enum EnvError {
         url: String,
     },
     /// A channel could not be reached.
-    #[error("channel `{channel}` could not be reached ({message}); check the network or use a local mirror")]
+    #[error(
+        "channel `{channel}` could not be reached ({message}); check the network or use a local mirror"
+    )]
     UnreachableChannel {
         /// The channel as written.
         channel: String,
@@ -72,7 +76,9 @@ pub enum EnvError {
         message: String,
     },
     /// Offline mode forbids a remote channel.
-    #[error("channel `{channel}` is remote and airlock is in offline mode; use a file:// channel or turn `offline` off")]
+    #[error(
+        "channel `{channel}` is remote and airlock is in offline mode; use a file:// channel or turn `offline` off"
+    )]
     Offline {
         /// The channel.
         channel: String,

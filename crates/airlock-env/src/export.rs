@@ -92,7 +92,9 @@ pub fn yaml(prefix: &Path, name: &str, detail: Detail, alias: &url::Url) -> Resu
             }
             let pip: Vec<String> = crate::pip::distributions(prefix)
                 .into_iter()
-                .filter(|(name, (_, installer))| installer != "conda" && !conda_names.contains(name))
+                .filter(|(name, (_, installer))| {
+                    installer != "conda" && !conda_names.contains(name)
+                })
                 .map(|(name, (version, _))| format!("{name}=={version}"))
                 .collect();
             if !pip.is_empty() {
@@ -137,15 +139,14 @@ pub fn lock(prefix: &Path, virtual_packages: Vec<GenericVirtualPackage>) -> Resu
         .collect();
     let mut channels = Vec::new();
     for r in &records {
-        if let Some(c) = r.channel.as_deref() {
-            if let Ok(channel) = crate::solve::resolve_channel(
+        if let Some(c) = r.channel.as_deref()
+            && let Ok(channel) = crate::solve::resolve_channel(
                 c,
                 &rattler_conda_types::ChannelConfig::default_with_root_dir(prefix.to_path_buf()),
-            ) {
-                if !channels.contains(&channel) {
-                    channels.push(channel);
-                }
-            }
+            )
+            && !channels.contains(&channel)
+        {
+            channels.push(channel);
         }
     }
     let solution = Solution {

@@ -67,7 +67,10 @@ pub fn clean_stale_staging(parent: &Path) {
         if pid.parse::<u32>().is_ok_and(process_alive) {
             continue;
         }
-        tracing::info!("removing stale staging directory {}", entry.path().display());
+        tracing::info!(
+            "removing stale staging directory {}",
+            entry.path().display()
+        );
         if let Err(e) = fs_err::remove_dir_all(entry.path()) {
             tracing::warn!("could not remove stale staging directory: {e}");
         }
@@ -419,10 +422,7 @@ impl Reporter for LineReporter {
     fn on_download_completed(&self, _download_idx: usize) {}
     fn on_populate_cache_complete(&self, _cache_entry: usize) {}
     fn on_unlink_start(&self, _operation: usize, record: &PrefixRecord) -> usize {
-        eprintln!(
-            "airlock: removing {}",
-            record.repodata_record.identifier
-        );
+        eprintln!("airlock: removing {}", record.repodata_record.identifier);
         0
     }
     fn on_unlink_complete(&self, _index: usize) {}

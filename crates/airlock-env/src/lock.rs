@@ -132,7 +132,11 @@ pub fn read(path: &Path, platform: Subdir) -> Result<LockedPlatform> {
             .as_normalized()
             .cmp(b.package_record.name.as_normalized())
     });
-    let channels = environment.channels().iter().map(|c| c.url.clone()).collect();
+    let channels = environment
+        .channels()
+        .iter()
+        .map(|c| c.url.clone())
+        .collect();
     Ok(LockedPlatform {
         records,
         virtual_packages,

@@ -10,7 +10,7 @@ use crate::envs::{self, Target};
 use crate::error::{EnvError, Result};
 use crate::install::{self, InstallOptions};
 use crate::lock;
-use crate::solve::{self, SolveRequest, Solution};
+use crate::solve::{self, Solution, SolveRequest};
 use crate::yaml::EnvironmentFile;
 
 /// `env create` and `env update`.
@@ -110,16 +110,22 @@ pub async fn create(settings: &Settings, request: &CreateRequest) -> Result<Path
         platform: Some(platform),
         progress: request.progress,
     };
-    install::create(settings, &prefix, solution.records.clone(), &options, request.force).await?;
+    install::create(
+        settings,
+        &prefix,
+        solution.records.clone(),
+        &options,
+        request.force,
+    )
+    .await?;
     envs::register(&settings.environments_txt, &prefix)?;
-    if let Some(file) = &resolved.file {
-        if !file.pip.is_empty() {
-            if let Err(e) = install_pip(&prefix, file, &solution.records) {
-                // No half environment: without its pip packages it is not what was asked for.
-                let _ = envs::remove(settings, &prefix);
-                return Err(e);
-            }
-        }
+    if let Some(file) = &resolved.file
+        && !file.pip.is_empty()
+        && let Err(e) = install_pip(&prefix, file, &solution.records)
+    {
+        // No half environment: without its pip packages it is not what was asked for.
+        let _ = envs::remove(settings, &prefix);
+        return Err(e);
     }
     Ok(prefix)
 }
@@ -171,7 +177,10 @@ pub async fn update(settings: &Settings, request: &CreateRequest) -> Result<Path
             channels,
             platform,
             cuda: request.cuda.clone(),
-            locked: installed.iter().map(|r| r.repodata_record.clone()).collect(),
+            locked: installed
+                .iter()
+                .map(|r| r.repodata_record.clone())
+                .collect(),
         },
     )
     .await?;
@@ -189,10 +198,10 @@ pub async fn update(settings: &Settings, request: &CreateRequest) -> Result<Path
         progress: request.progress,
     };
     install::update(settings, &prefix, solution.records.clone(), &options).await?;
-    if let Some(file) = &resolved.file {
-        if !file.pip.is_empty() {
-            install_pip(&prefix, file, &solution.records)?;
-        }
+    if let Some(file) = &resolved.file
+        && !file.pip.is_empty()
+    {
+        install_pip(&prefix, file, &solution.records)?;
     }
     Ok(prefix)
 }
@@ -329,7 +338,10 @@ fn check_lock_channels(settings: &Settings, records: &[RepoDataRecord]) -> Resul
             }
         } else if settings.offline {
             return Err(EnvError::Offline {
-                channel: record.channel.clone().unwrap_or_else(|| record.url.to_string()),
+                channel: record
+                    .channel
+                    .clone()
+                    .unwrap_or_else(|| record.url.to_string()),
             });
         }
     }

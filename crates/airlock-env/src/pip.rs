@@ -11,9 +11,10 @@ use crate::error::{EnvError, Result};
 /// The requirements file written next to `environment.yml`.
 pub fn requirements_path(yml: &Path) -> PathBuf {
     let dir = yml.parent().unwrap_or_else(|| Path::new("."));
-    let stem = yml
-        .file_stem()
-        .map_or_else(|| "environment".into(), |s| s.to_string_lossy().into_owned());
+    let stem = yml.file_stem().map_or_else(
+        || "environment".into(),
+        |s| s.to_string_lossy().into_owned(),
+    );
     dir.join(format!("{stem}.airlock-pip-requirements.txt"))
 }
 
@@ -34,25 +35,23 @@ const LIST_SCRIPT: &str = "import importlib.metadata as m\nfor d in m.distributi
 /// `site-packages` directories are scanned.
 pub fn distributions(prefix: &Path) -> BTreeMap<String, (String, String)> {
     let python = prefix.join("bin").join("python");
-    if python.exists() {
-        if let Ok(output) = Command::new(&python)
+    if python.exists()
+        && let Ok(output) = Command::new(&python)
             .args(["-I", "-c", LIST_SCRIPT])
             .stderr(std::process::Stdio::null())
             .output()
-        {
-            if output.status.success() {
-                return String::from_utf8_lossy(&output.stdout)
-                    .lines()
-                    .filter_map(|line| {
-                        let mut parts = line.split('\t');
-                        let name = parts.next()?;
-                        let version = parts.next()?;
-                        let installer = parts.next().unwrap_or_default();
-                        Some((normalize(name), (version.to_owned(), installer.to_owned())))
-                    })
-                    .collect();
-            }
-        }
+        && output.status.success()
+    {
+        return String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.split('\t');
+                let name = parts.next()?;
+                let version = parts.next()?;
+                let installer = parts.next().unwrap_or_default();
+                Some((normalize(name), (version.to_owned(), installer.to_owned())))
+            })
+            .collect();
     }
     let mut out = BTreeMap::new();
     let Ok(libs) = fs_err::read_dir(prefix.join("lib")) else {
@@ -103,7 +102,11 @@ pub fn normalize(name: &str) -> String {
 /// with `uv` when it is on `PATH`, else with the environment's `python -m pip`.
 pub fn install(prefix: &Path, yml: &Path, lines: &[String], conda_names: &[String]) -> Result<()> {
     let requirements = requirements_path(yml);
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let text = lines.iter().fold(String::new(), |mut text, l| {
+        text.push_str(l);
+        text.push('\n');
+        text
+    });
     fs_err::write(&requirements, text)?;
     let python = prefix.join("bin").join("python");
     if !python.exists() {
@@ -118,7 +121,10 @@ pub fn install(prefix: &Path, yml: &Path, lines: &[String], conda_names: &[Strin
     let before = distributions(prefix);
     let mut command = if let Some(uv) = which("uv") {
         let mut c = Command::new(uv);
-        c.args(["pip", "install", "--python"]).arg(&python).arg("-r").arg(&requirements);
+        c.args(["pip", "install", "--python"])
+            .arg(&python)
+            .arg("-r")
+            .arg(&requirements);
         c
     } else {
         let mut c = Command::new(&python);
@@ -144,8 +150,13 @@ pub fn install(prefix: &Path, yml: &Path, lines: &[String], conda_names: &[Strin
     }
     let conda: Vec<String> = conda_names.iter().map(|n| normalize(n)).collect();
     for (name, (version, installer)) in distributions(prefix) {
-        let replaced = before.get(&name).is_some_and(|(v, i)| v != &version || i != &installer);
-        if conda.contains(&name) && installer != "conda" && (replaced || !before.contains_key(&name)) {
+        let replaced = before
+            .get(&name)
+            .is_some_and(|(v, i)| v != &version || i != &installer);
+        if conda.contains(&name)
+            && installer != "conda"
+            && (replaced || !before.contains_key(&name))
+        {
             tracing::warn!(
                 "pip replaced `{name}`, which conda installed, with version {version}; `airlock env update` will not see this change"
             );

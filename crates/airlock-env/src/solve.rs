@@ -154,10 +154,10 @@ pub async fn solve(settings: &Settings, request: &SolveRequest) -> Result<Soluti
         }
     }
     for spec in &specs {
-        if let Some(channel) = &spec.channel {
-            if !channels.iter().any(|(_, c)| c.base_url == channel.base_url) {
-                channels.push((channel.name().to_owned(), (**channel).clone()));
-            }
+        if let Some(channel) = &spec.channel
+            && !channels.iter().any(|(_, c)| c.base_url == channel.base_url)
+        {
+            channels.push((channel.name().to_owned(), (**channel).clone()));
         }
     }
     check_channels(&channels, settings)?;
@@ -187,7 +187,10 @@ pub async fn solve(settings: &Settings, request: &SolveRequest) -> Result<Soluti
     tracing::info!(
         "solving {} spec(s) against {} records",
         specs.len(),
-        repodata.iter().map(rattler_repodata_gateway::RepoData::len).sum::<usize>()
+        repodata
+            .iter()
+            .map(rattler_repodata_gateway::RepoData::len)
+            .sum::<usize>()
     );
     let task_specs = specs.clone();
     let task_virtual = virtual_packages.clone();
@@ -234,7 +237,11 @@ fn gateway_error(error: &GatewayError, channels: &[(String, Channel)]) -> EnvErr
     let culprit = channels
         .iter()
         .find(|(_, c)| chain.contains(c.base_url.as_str().trim_end_matches('/')))
-        .or_else(|| channels.iter().find(|(_, c)| c.base_url.url().scheme() != "file"))
+        .or_else(|| {
+            channels
+                .iter()
+                .find(|(_, c)| c.base_url.url().scheme() != "file")
+        })
         .map_or_else(|| "?".to_owned(), |(w, _)| w.clone());
     match error {
         GatewayError::SubdirNotFoundError(_) => EnvError::UnknownChannel {

@@ -4,6 +4,7 @@
 //! `linux-64` builds, prefix placeholders and scripts in `bin/`; `airlock demo` uses
 //! [`build_demo_channel`] for its tiny channel.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -179,7 +180,7 @@ impl PackageBuild {
                     obj.insert("file_mode".into(), json!("text"));
                     obj.insert("prefix_placeholder".into(), json!(PREFIX_PLACEHOLDER));
                 }
-                has_prefix.push_str(&format!("{PREFIX_PLACEHOLDER} text {}\n", file.path));
+                let _ = writeln!(has_prefix, "{PREFIX_PLACEHOLDER} text {}", file.path);
             }
             entries.push(entry);
             paths.push(target);
@@ -210,10 +211,10 @@ impl PackageBuild {
             "platform": platform,
             "arch": arch,
         });
-        if self.subdir == "noarch" {
-            if let Some(obj) = index.as_object_mut() {
-                obj.insert("noarch".into(), json!("generic"));
-            }
+        if self.subdir == "noarch"
+            && let Some(obj) = index.as_object_mut()
+        {
+            obj.insert("noarch".into(), json!("generic"));
         }
         let info = root.join("info");
         fs_err::create_dir_all(&info)?;
@@ -229,7 +230,11 @@ impl PackageBuild {
             "paths.json",
             &json!({ "paths": entries, "paths_version": 1 }),
         )?);
-        let files_list: String = self.files.iter().map(|f| format!("{}\n", f.path)).collect();
+        let files_list = self.files.iter().fold(String::new(), |mut text, f| {
+            text.push_str(&f.path);
+            text.push('\n');
+            text
+        });
         let files_path = info.join("files");
         fs_err::write(&files_path, files_list)?;
         paths.push(files_path);
@@ -290,7 +295,7 @@ pub async fn index_channel(dir: &Path) -> Result<()> {
         message,
     };
     fs_err::create_dir_all(dir.join("noarch"))?;
-    rattler_index::index_fs(rattler_index::IndexFsConfig {
+    Box::pin(rattler_index::index_fs(rattler_index::IndexFsConfig {
         channel: dir.to_path_buf(),
         target_platform: None,
         repodata_patch: None,
@@ -301,7 +306,7 @@ pub async fn index_channel(dir: &Path) -> Result<()> {
         force: true,
         max_parallel: 4,
         multi_progress: None,
-    })
+    }))
     .await
     .map_err(|e| err(format!("{e:#}")))
 }
@@ -336,10 +341,14 @@ pub fn build_channel(dir: &Path, packages: &[PackageBuild]) -> Result<Url> {
 /// on `greeting-data`, with two versions of each.
 pub fn demo_packages() -> Vec<PackageBuild> {
     vec![
-        PackageBuild::new("greeting-data", "1.0")
-            .file(PackageFile::data("share/greeting-data/greeting.txt", "Hello\n")),
-        PackageBuild::new("greeting-data", "2.0")
-            .file(PackageFile::data("share/greeting-data/greeting.txt", "Hello again\n")),
+        PackageBuild::new("greeting-data", "1.0").file(PackageFile::data(
+            "share/greeting-data/greeting.txt",
+            "Hello\n",
+        )),
+        PackageBuild::new("greeting-data", "2.0").file(PackageFile::data(
+            "share/greeting-data/greeting.txt",
+            "Hello again\n",
+        )),
         PackageBuild::new("hello", "1.0")
             .depends(&["greeting-data 1.*"])
             .file(PackageFile::script(

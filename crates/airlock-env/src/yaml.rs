@@ -60,7 +60,11 @@ impl EnvironmentFile {
             if root.is_null() {
                 return Ok(out);
             }
-            return Err(err(1, "(document)", "expected a mapping with `dependencies:`".into()));
+            return Err(err(
+                1,
+                "(document)",
+                "expected a mapping with `dependencies:`".into(),
+            ));
         };
         for (key, value) in &map {
             let Some(key) = key.as_str() else {
@@ -68,30 +72,49 @@ impl EnvironmentFile {
             };
             let key_line = top_level_line(text, key);
             match key {
-                "name" => out.name = Some(scalar(value).ok_or_else(|| err(key_line, "name", "expected a string".into()))?),
+                "name" => {
+                    out.name = Some(
+                        scalar(value)
+                            .ok_or_else(|| err(key_line, "name", "expected a string".into()))?,
+                    );
+                }
                 "prefix" => {
-                    out.prefix = Some(PathBuf::from(
-                        scalar(value).ok_or_else(|| err(key_line, "prefix", "expected a path".into()))?,
-                    ));
+                    out.prefix =
+                        Some(PathBuf::from(scalar(value).ok_or_else(|| {
+                            err(key_line, "prefix", "expected a path".into())
+                        })?));
                 }
                 "channels" => {
-                    for (i, item) in sequence(value, key_line, "channels", path)?.iter().enumerate() {
+                    for (i, item) in sequence(value, key_line, "channels", path)?
+                        .iter()
+                        .enumerate()
+                    {
                         let field = format!("channels[{i}]");
                         let line = item_line(text, "channels", i).unwrap_or(key_line);
-                        let channel = scalar(item)
-                            .ok_or_else(|| err(line, &field, "expected a channel name or URL".into()))?;
+                        let channel = scalar(item).ok_or_else(|| {
+                            err(line, &field, "expected a channel name or URL".into())
+                        })?;
                         out.channels.push(channel);
                     }
                 }
                 "dependencies" => {
-                    for (i, item) in sequence(value, key_line, "dependencies", path)?.iter().enumerate() {
+                    for (i, item) in sequence(value, key_line, "dependencies", path)?
+                        .iter()
+                        .enumerate()
+                    {
                         let field = format!("dependencies[{i}]");
                         let line = item_line(text, "dependencies", i).unwrap_or(key_line);
                         match item {
                             Value::String(spec) => {
-                                MatchSpec::from_str(spec, ParseStrictness::Lenient).map_err(|e| {
-                                    err(line, &field, format!("invalid package spec `{spec}`: {e}"))
-                                })?;
+                                MatchSpec::from_str(spec, ParseStrictness::Lenient).map_err(
+                                    |e| {
+                                        err(
+                                            line,
+                                            &field,
+                                            format!("invalid package spec `{spec}`: {e}"),
+                                        )
+                                    },
+                                )?;
                                 out.specs.push(spec.clone());
                             }
                             Value::Mapping(section) => {
@@ -99,24 +122,47 @@ impl EnvironmentFile {
                                     match sub_key.as_str() {
                                         Some("pip") => {
                                             let Value::Sequence(lines) = sub_value else {
-                                                return Err(err(line, &format!("{field}.pip"), "expected a list of requirements".into()));
+                                                return Err(err(
+                                                    line,
+                                                    &format!("{field}.pip"),
+                                                    "expected a list of requirements".into(),
+                                                ));
                                             };
                                             for (j, entry) in lines.iter().enumerate() {
                                                 let entry = scalar(entry).ok_or_else(|| {
-                                                    err(line, &format!("{field}.pip[{j}]"), "expected a requirement string".into())
+                                                    err(
+                                                        line,
+                                                        &format!("{field}.pip[{j}]"),
+                                                        "expected a requirement string".into(),
+                                                    )
                                                 })?;
                                                 out.pip.push(entry);
                                             }
                                         }
                                         Some(other) => {
-                                            return Err(err(line, &format!("{field}.{other}"), "only a `pip:` subsection is supported".into()));
+                                            return Err(err(
+                                                line,
+                                                &format!("{field}.{other}"),
+                                                "only a `pip:` subsection is supported".into(),
+                                            ));
                                         }
-                                        None => return Err(err(line, &field, "subsection keys must be strings".into())),
+                                        None => {
+                                            return Err(err(
+                                                line,
+                                                &field,
+                                                "subsection keys must be strings".into(),
+                                            ));
+                                        }
                                     }
                                 }
                             }
                             _ => {
-                                return Err(err(line, &field, "expected a package spec such as `numpy=1.26` or a `pip:` list".into()));
+                                return Err(err(
+                                    line,
+                                    &field,
+                                    "expected a package spec such as `numpy=1.26` or a `pip:` list"
+                                        .into(),
+                                ));
                             }
                         }
                     }
@@ -126,17 +172,28 @@ impl EnvironmentFile {
                         if value.is_null() {
                             continue;
                         }
-                        return Err(err(key_line, "variables", "expected a mapping of NAME: value".into()));
+                        return Err(err(
+                            key_line,
+                            "variables",
+                            "expected a mapping of NAME: value".into(),
+                        ));
                     };
                     for (name, value) in vars {
                         let (Some(name), Some(value)) = (name.as_str(), scalar(value)) else {
-                            return Err(err(key_line, "variables", "expected NAME: value pairs of strings".into()));
+                            return Err(err(
+                                key_line,
+                                "variables",
+                                "expected NAME: value pairs of strings".into(),
+                            ));
                         };
                         out.variables.push((name.to_owned(), value));
                     }
                 }
                 other => {
-                    tracing::warn!("{}:{key_line}: ignoring unknown field `{other}`", path.display());
+                    tracing::warn!(
+                        "{}:{key_line}: ignoring unknown field `{other}`",
+                        path.display()
+                    );
                 }
             }
         }
@@ -149,9 +206,11 @@ impl EnvironmentFile {
         self.specs
             .iter()
             .map(|s| {
-                MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|e| EnvError::InvalidSpec {
-                    spec: s.clone(),
-                    message: e.to_string(),
+                MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|e| {
+                    EnvError::InvalidSpec {
+                        spec: s.clone(),
+                        message: e.to_string(),
+                    }
                 })
             })
             .collect()
@@ -235,20 +294,30 @@ mod tests {
         assert_eq!(env.channels, vec!["conda-forge"]);
         assert_eq!(env.specs, vec!["python=3.11", "conda-forge::numpy"]);
         assert_eq!(env.pip, vec!["requests==2.0", "-e ."]);
-        assert_eq!(env.variables, vec![("FOO".into(), "bar".into()), ("N".into(), "3".into())]);
+        assert_eq!(
+            env.variables,
+            vec![("FOO".into(), "bar".into()), ("N".into(), "3".into())]
+        );
     }
 
     #[test]
     fn bad_spec_names_line_and_field() {
         let text = "name: x\ndependencies:\n  - hello\n  - 'hello >=>=1'\n";
-        let err = EnvironmentFile::parse(Path::new("env.yml"), text).unwrap_err().to_string();
-        assert!(err.starts_with("env.yml:4: field `dependencies[1]`"), "{err}");
+        let err = EnvironmentFile::parse(Path::new("env.yml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("env.yml:4: field `dependencies[1]`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn syntax_error_names_line() {
         let text = "name: x\ndependencies:\n  - a\n - b: [\n";
-        let err = EnvironmentFile::parse(Path::new("env.yml"), text).unwrap_err().to_string();
+        let err = EnvironmentFile::parse(Path::new("env.yml"), text)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("env.yml:"), "{err}");
         assert!(!err.starts_with("env.yml:0"), "{err}");
     }
@@ -256,7 +325,12 @@ mod tests {
     #[test]
     fn wrong_type_names_field() {
         let text = "dependencies:\n  - a\n  - [1, 2]\n";
-        let err = EnvironmentFile::parse(Path::new("env.yml"), text).unwrap_err().to_string();
-        assert!(err.starts_with("env.yml:3: field `dependencies[1]`"), "{err}");
+        let err = EnvironmentFile::parse(Path::new("env.yml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("env.yml:3: field `dependencies[1]`"),
+            "{err}"
+        );
     }
 }

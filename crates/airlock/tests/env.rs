@@ -2,7 +2,12 @@
 //! built and indexed by the test, with `conda-forge` mapped onto it through `channel_alias`.
 //! Every test has its own HOME and XDG directories; nothing touches the network.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -132,7 +137,9 @@ fn cache_entry(s: &Sandbox, dist: &str) -> PathBuf {
         .map(|e| e.unwrap().path())
         .find(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.starts_with(&format!("{dist}-")) && !name.ends_with(".lock") && p.is_dir()
+            name.starts_with(&format!("{dist}-"))
+                && p.extension().is_none_or(|e| e != "lock")
+                && p.is_dir()
         })
         .unwrap_or_else(|| panic!("{dist} is not in the cache"))
 }
@@ -184,27 +191,47 @@ fn create_by_name_installs_dependencies_and_replaces_prefix() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("linking"), "plain progress lines: {stderr}");
     let prefix = s.prefix("demo");
-    assert_eq!(installed(&prefix), vec!["greeting-data-2.0-0", "hello-2.0-0"]);
+    assert_eq!(
+        installed(&prefix),
+        vec!["greeting-data-2.0-0", "hello-2.0-0"]
+    );
     let script = std::fs::read_to_string(prefix.join("bin/hello")).unwrap();
-    assert!(script.contains(&format!("PREFIX=\"{}\"", prefix.display())), "{script}");
+    assert!(
+        script.contains(&format!("PREFIX=\"{}\"", prefix.display())),
+        "{script}"
+    );
     assert!(!script.contains(testchannel::PREFIX_PLACEHOLDER));
     let registry = std::fs::read_to_string(s.home().join(".conda/environments.txt")).unwrap();
-    assert!(registry.lines().any(|l| Path::new(l) == prefix), "{registry}");
+    assert!(
+        registry.lines().any(|l| Path::new(l) == prefix),
+        "{registry}"
+    );
     let history = std::fs::read_to_string(prefix.join("conda-meta/history")).unwrap();
     assert!(history.contains("# update specs: ['hello']"), "{history}");
-    assert!(history.contains("+"), "{history}");
+    assert!(history.contains('+'), "{history}");
     assert!(leftovers(&s.envs_dir()).is_empty());
     // The cache is the XDG one.
     assert!(cache_entry(&s, "hello-2.0-0").is_dir());
     // The script runs from the environment.
     let out = s.ok(&["env", "run", "-n", "demo", "--", "hello"]);
-    assert_eq!(out.trim(), format!("Hello again from {} (v2)", prefix.display()));
+    assert_eq!(
+        out.trim(),
+        format!("Hello again from {} (v2)", prefix.display())
+    );
 }
 
 #[test]
 fn version_pins_pick_matching_dependencies_and_both_archive_formats() {
     let s = Sandbox::new();
-    s.ok(&["env", "create", "-n", "old", "hello=1.0", "foo-tools", "libfoo=1.2"]);
+    s.ok(&[
+        "env",
+        "create",
+        "-n",
+        "old",
+        "hello=1.0",
+        "foo-tools",
+        "libfoo=1.2",
+    ]);
     assert_eq!(
         installed(&s.prefix("old")),
         vec![
@@ -228,7 +255,16 @@ fn run_passes_exit_status_and_arguments_through() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("foo-tool in {}", s.prefix("tools").display())
     );
-    let out = s.run(&["env", "run", "-n", "tools", "--", "sh", "-c", "echo $CONDA_PREFIX; exit 3"]);
+    let out = s.run(&[
+        "env",
+        "run",
+        "-n",
+        "tools",
+        "--",
+        "sh",
+        "-c",
+        "echo $CONDA_PREFIX; exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -265,7 +301,8 @@ fn list_shows_airlock_and_conda_environments() {
     std::fs::write(foreign.join("conda-meta/python-3.11.7-h0.json"), "{}").unwrap();
     let registry = s.home().join(".conda/environments.txt");
     let mut text = std::fs::read_to_string(&registry).unwrap();
-    text.push_str(&format!("{}\n", foreign.display()));
+    text.push_str(&foreign.to_string_lossy());
+    text.push('\n');
     std::fs::write(&registry, text).unwrap();
 
     let table = s.ok(&["env", "list"]);
@@ -294,28 +331,55 @@ fn remove_deletes_and_unregisters() {
 #[test]
 fn export_in_all_formats() {
     let s = Sandbox::new();
-    s.ok(&["env", "create", "-n", "exp", "-c", "conda-forge", "hello>=1", "libfoo"]);
+    s.ok(&[
+        "env",
+        "create",
+        "-n",
+        "exp",
+        "-c",
+        "conda-forge",
+        "hello>=1",
+        "libfoo",
+    ]);
     let yaml = s.ok(&["env", "export", "-n", "exp"]);
-    assert!(yaml.starts_with("name: exp\nchannels:\n  - conda-forge\ndependencies:\n"), "{yaml}");
+    assert!(
+        yaml.starts_with("name: exp\nchannels:\n  - conda-forge\ndependencies:\n"),
+        "{yaml}"
+    );
     assert!(yaml.contains("  - hello=2.0=0\n"), "{yaml}");
     assert!(yaml.contains("  - libfoo=1.2=h0\n"), "{yaml}");
-    assert!(yaml.contains(&format!("prefix: {}", s.prefix("exp").display())), "{yaml}");
+    assert!(
+        yaml.contains(&format!("prefix: {}", s.prefix("exp").display())),
+        "{yaml}"
+    );
     let no_builds = s.ok(&["env", "export", "-n", "exp", "--no-builds"]);
     assert!(no_builds.contains("  - greeting-data=2.0\n"), "{no_builds}");
     assert!(no_builds.contains("  - hello=2.0\n"), "{no_builds}");
     let history = s.ok(&["env", "export", "-n", "exp", "--from-history"]);
-    assert!(history.contains("dependencies:\n  - hello>=1\n  - libfoo\n"), "{history}");
+    assert!(
+        history.contains("dependencies:\n  - hello>=1\n  - libfoo\n"),
+        "{history}"
+    );
     assert!(!history.contains("greeting-data"), "{history}");
     let explicit = s.ok(&["env", "export", "-n", "exp", "--format", "explicit"]);
     assert!(explicit.contains("@EXPLICIT\n"), "{explicit}");
-    assert!(explicit.contains("conda-forge/noarch/hello-2.0-0.conda#sha256:"), "{explicit}");
-    assert!(explicit.contains("conda-forge/linux-64/libfoo-1.2-h0.tar.bz2#"), "{explicit}");
+    assert!(
+        explicit.contains("conda-forge/noarch/hello-2.0-0.conda#sha256:"),
+        "{explicit}"
+    );
+    assert!(
+        explicit.contains("conda-forge/linux-64/libfoo-1.2-h0.tar.bz2#"),
+        "{explicit}"
+    );
     let lock = s.ok(&["env", "export", "-n", "exp", "--format", "lock"]);
     assert!(lock.starts_with("version: 7"), "{lock}");
     assert!(lock.contains("hello-2.0-0.conda"), "{lock}");
 
     // The exported yml recreates the environment.
-    let file = s.write("exported.yml", &no_builds.replace("name: exp", "name: again"));
+    let file = s.write(
+        "exported.yml",
+        &no_builds.replace("name: exp", "name: again"),
+    );
     s.ok(&["env", "create", "-f", file.to_str().unwrap()]);
     assert_eq!(installed(&s.prefix("again")), installed(&s.prefix("exp")));
 }
@@ -330,14 +394,27 @@ fn lock_then_install_without_solving_is_byte_identical() {
     );
     let multi = s.path("work").join("multi.lock");
     s.ok(&[
-        "env", "lock", "-f", portable.to_str().unwrap(), "--platform", "linux-64",
-        "--platform", "osx-arm64", "--cuda", "12.4", "-o", multi.to_str().unwrap(),
+        "env",
+        "lock",
+        "-f",
+        portable.to_str().unwrap(),
+        "--platform",
+        "linux-64",
+        "--platform",
+        "osx-arm64",
+        "--cuda",
+        "12.4",
+        "-o",
+        multi.to_str().unwrap(),
     ]);
     let text = std::fs::read_to_string(&multi).unwrap();
     assert!(text.starts_with("version: 7"), "{text}");
     assert!(text.contains("linux-64"), "{text}");
     assert!(text.contains("osx-arm64"), "{text}");
-    assert!(text.contains("__cuda=12.4"), "virtual packages recorded: {text}");
+    assert!(
+        text.contains("__cuda=12.4"),
+        "virtual packages recorded: {text}"
+    );
     assert!(text.contains("__glibc="), "{text}");
     assert!(text.contains("__osx="), "{text}");
 
@@ -347,30 +424,63 @@ fn lock_then_install_without_solving_is_byte_identical() {
     );
     let lock = s.path("work").join("pixi.lock");
     s.ok(&["env", "lock", "-f", yml.to_str().unwrap()]);
-    assert!(std::fs::read_to_string(&lock).unwrap().contains("foo-tools-0.3-h1.conda"));
+    assert!(
+        std::fs::read_to_string(&lock)
+            .unwrap()
+            .contains("foo-tools-0.3-h1.conda")
+    );
     let l = lock.to_str().unwrap();
     s.ok(&["env", "install", "--lock", l, "-n", "fromlock"]);
     let first = read_dir_bytes(&s.prefix("fromlock").join("conda-meta"));
     assert!(first.contains_key("hello-1.0-0.json"), "{:?}", first.keys());
-    assert!(first.contains_key("foo-tools-0.3-h1.json"), "{:?}", first.keys());
+    assert!(
+        first.contains_key("foo-tools-0.3-h1.json"),
+        "{:?}",
+        first.keys()
+    );
     s.ok(&["env", "remove", "-n", "fromlock"]);
     s.ok(&["env", "install", "--lock", l, "-n", "fromlock"]);
     let second = read_dir_bytes(&s.prefix("fromlock").join("conda-meta"));
-    assert_eq!(first, second, "conda-meta differs between two installs of the same lock");
+    assert_eq!(
+        first, second,
+        "conda-meta differs between two installs of the same lock"
+    );
 
     // Installing a platform the lock does not have says so.
-    let err = s.fails(&["env", "install", "--lock", l, "-n", "x", "--platform", "win-64"]);
+    let err = s.fails(&[
+        "env",
+        "install",
+        "--lock",
+        l,
+        "-n",
+        "x",
+        "--platform",
+        "win-64",
+    ]);
     assert!(err.contains("no packages for platform win-64"), "{err}");
 }
 
 #[test]
 fn cuda_is_a_virtual_package() {
     let s = Sandbox::new();
-    let out = s.command().args(["env", "create", "-n", "gpu", "gpu-kernels"]).env("CONDA_OVERRIDE_CUDA", "").output().unwrap();
+    let out = s
+        .command()
+        .args(["env", "create", "-n", "gpu", "gpu-kernels"])
+        .env("CONDA_OVERRIDE_CUDA", "")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("__cuda"), "{err}");
-    s.ok(&["env", "create", "-n", "gpu", "--cuda", "12.2", "gpu-kernels"]);
+    s.ok(&[
+        "env",
+        "create",
+        "-n",
+        "gpu",
+        "--cuda",
+        "12.2",
+        "gpu-kernels",
+    ]);
     assert_eq!(installed(&s.prefix("gpu")), vec!["gpu-kernels-1.0-0"]);
 }
 
@@ -397,11 +507,18 @@ fn shell_hook_activates_in_bash_and_prints_fish() {
     let hook = s.ok(&["env", "shell-hook", "-n", "sh", "--shell", "bash"]);
     let prefix = s.prefix("sh");
     let out = Command::new("bash")
-        .args(["-c", &format!("{hook}\ncommand -v hello; echo $CONDA_PREFIX; hello")])
+        .args([
+            "-c",
+            &format!("{hook}\ncommand -v hello; echo $CONDA_PREFIX; hello"),
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], prefix.join("bin/hello").display().to_string());
     assert_eq!(lines[1], prefix.display().to_string());
@@ -409,7 +526,10 @@ fn shell_hook_activates_in_bash_and_prints_fish() {
 
     let fish = s.ok(&["env", "shell-hook", "-n", "sh", "--shell", "fish"]);
     assert!(fish.contains("set -gx"), "{fish}");
-    assert!(fish.contains(&format!("{}/bin", prefix.display())), "{fish}");
+    assert!(
+        fish.contains(&format!("{}/bin", prefix.display())),
+        "{fish}"
+    );
     if which("fish") {
         let out = Command::new("fish")
             .args(["-c", &format!("{fish}\ncommand -v hello")])
@@ -427,9 +547,8 @@ fn shell_hook_activates_in_bash_and_prints_fish() {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 #[test]
@@ -441,10 +560,26 @@ fn environment_yml_with_variables_and_name() {
     );
     s.ok(&["env", "create", "-f", yml.to_str().unwrap()]);
     assert!(installed(&s.prefix("fromfile")).contains(&"hello-1.0-0".to_owned()));
-    let out = s.ok(&["env", "run", "-n", "fromfile", "--", "sh", "-c", "echo $MY_SETTING"]);
+    let out = s.ok(&[
+        "env",
+        "run",
+        "-n",
+        "fromfile",
+        "--",
+        "sh",
+        "-c",
+        "echo $MY_SETTING",
+    ]);
     assert_eq!(out.trim(), "forty-two");
     // -n overrides the file's name.
-    s.ok(&["env", "create", "-f", yml.to_str().unwrap(), "-n", "renamed"]);
+    s.ok(&[
+        "env",
+        "create",
+        "-f",
+        yml.to_str().unwrap(),
+        "-n",
+        "renamed",
+    ]);
     assert!(s.prefix("renamed").is_dir());
 }
 
@@ -474,7 +609,11 @@ fn config_toml_sets_channels_alias_and_envs_dir() {
     assert!(envs.join("cfg/bin/hello").is_file());
 
     // A broken config names file and line.
-    std::fs::write(s.path("config/airlock/config.toml"), "channels = [\"a\"]\nnot_a_setting = 1\n").unwrap();
+    std::fs::write(
+        s.path("config/airlock/config.toml"),
+        "channels = [\"a\"]\nnot_a_setting = 1\n",
+    )
+    .unwrap();
     let err = s.fails(&["env", "list"]);
     assert!(err.contains("config.toml:2"), "{err}");
 }
@@ -499,10 +638,23 @@ fn condarc_channels_and_envs_dirs_are_read() {
         .env_remove("AIRLOCK_CHANNEL_ALIAS")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // An environment in conda's envs_dirs is found by name.
     std::fs::create_dir_all(conda_envs.join("legacy/conda-meta")).unwrap();
-    let out = s.ok(&["env", "run", "-n", "legacy", "--", "sh", "-c", "echo $CONDA_PREFIX"]);
+    let out = s.ok(&[
+        "env",
+        "run",
+        "-n",
+        "legacy",
+        "--",
+        "sh",
+        "-c",
+        "echo $CONDA_PREFIX",
+    ]);
     assert_eq!(out.trim(), conda_envs.join("legacy").display().to_string());
 }
 
@@ -517,7 +669,11 @@ fn stale_staging_directories_are_cleaned_and_failures_leave_nothing() {
     let err = s.fails(&["env", "create", "-n", "broken", "-c", url.as_str(), "hello"]);
     assert!(err.contains("broken"), "{err}");
     assert!(!s.prefix("broken").exists(), "half environment left behind");
-    assert!(leftovers(&s.envs_dir()).is_empty(), "{:?}", leftovers(&s.envs_dir()));
+    assert!(
+        leftovers(&s.envs_dir()).is_empty(),
+        "{:?}",
+        leftovers(&s.envs_dir())
+    );
 
     let stale = s.envs_dir().join(".killed.airlock-staging-999999999");
     std::fs::create_dir_all(stale.join("conda-meta")).unwrap();
@@ -549,10 +705,8 @@ fn corrupt_cached_package_is_fetched_again() {
     std::fs::remove_file(&cached).unwrap();
     std::fs::write(&cached, "garbage, same length!").unwrap();
     s.ok(&["env", "create", "-n", "second", "hello"]);
-    let text = std::fs::read_to_string(
-        s.prefix("second").join("share/greeting-data/greeting.txt"),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(s.prefix("second").join("share/greeting-data/greeting.txt"))
+        .unwrap();
     assert_eq!(text, "Hello again\n");
 }
 
@@ -568,7 +722,10 @@ fn malformed_environment_yml_names_file_line_and_field() {
         err.contains(&format!("{}:6: field `dependencies[1]`", yml.display())),
         "{err}"
     );
-    let yml = s.write("syntax.yml", "name: bad\ndependencies:\n  - hello\n - [oops\n");
+    let yml = s.write(
+        "syntax.yml",
+        "name: bad\ndependencies:\n  - hello\n - [oops\n",
+    );
     let err = s.fails(&["env", "create", "-f", yml.to_str().unwrap()]);
     assert!(err.contains("syntax.yml:"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
@@ -591,13 +748,32 @@ fn unsatisfiable_specs_name_the_conflict() {
 fn unknown_unreachable_and_offline_channels() {
     let s = Sandbox::new();
     let err = s.fails(&["env", "create", "-n", "x", "-c", "no-such-channel", "hello"]);
-    assert!(err.contains("channel `no-such-channel` does not exist"), "{err}");
+    assert!(
+        err.contains("channel `no-such-channel` does not exist"),
+        "{err}"
+    );
     // Nothing listens on port 9 of loopback.
-    let err = s.fails(&["env", "create", "-n", "x", "-c", "http://127.0.0.1:9/chan", "hello"]);
+    let err = s.fails(&[
+        "env",
+        "create",
+        "-n",
+        "x",
+        "-c",
+        "http://127.0.0.1:9/chan",
+        "hello",
+    ]);
     assert!(err.contains("could not be reached"), "{err}");
     let out = s
         .command()
-        .args(["env", "create", "-n", "x", "-c", "https://conda.anaconda.org/conda-forge", "hello"])
+        .args([
+            "env",
+            "create",
+            "-n",
+            "x",
+            "-c",
+            "https://conda.anaconda.org/conda-forge",
+            "hello",
+        ])
         .env("AIRLOCK_OFFLINE", "1")
         .output()
         .unwrap();
@@ -658,7 +834,8 @@ fn pip_section_installs_into_the_environment_interpreter() {
         &pychan,
         &[PackageBuild::new("python", "3.11.99").file(PackageFile {
             path: "bin/python".to_owned(),
-            contents: format!("#!/bin/sh\nexec \"{}/bin/python\" \"$@\"\n", venv.display()).into_bytes(),
+            contents: format!("#!/bin/sh\nexec \"{}/bin/python\" \"$@\"\n", venv.display())
+                .into_bytes(),
             executable: true,
             has_prefix: false,
         })],
@@ -674,11 +851,37 @@ fn pip_section_installs_into_the_environment_interpreter() {
             wheels.display()
         ),
     );
-    let out = s.command().args(["env", "create", "-f", yml.to_str().unwrap()]).env("PATH", path_without_uv()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let requirements = std::fs::read_to_string(s.path("work/proj/environment.airlock-pip-requirements.txt")).unwrap();
-    assert_eq!(requirements, format!("--no-index\n--find-links {}\ntinypkg==0.1\n", wheels.display()));
-    let out = s.ok(&["env", "run", "-n", "withpip", "--", "python", "-c", "import tinypkg; print(tinypkg.VERSION)"]);
+    let out = s
+        .command()
+        .args(["env", "create", "-f", yml.to_str().unwrap()])
+        .env("PATH", path_without_uv())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requirements =
+        std::fs::read_to_string(s.path("work/proj/environment.airlock-pip-requirements.txt"))
+            .unwrap();
+    assert_eq!(
+        requirements,
+        format!(
+            "--no-index\n--find-links {}\ntinypkg==0.1\n",
+            wheels.display()
+        )
+    );
+    let out = s.ok(&[
+        "env",
+        "run",
+        "-n",
+        "withpip",
+        "--",
+        "python",
+        "-c",
+        "import tinypkg; print(tinypkg.VERSION)",
+    ]);
     assert_eq!(out.trim(), "0.1");
     let export = s.ok(&["env", "export", "-n", "withpip", "--no-builds"]);
     assert!(export.contains("  - pip:\n"), "{export}");

@@ -209,7 +209,10 @@ fn settings() -> anyhow::Result<Settings> {
     };
     let offline = match std::env::var(ENV_OFFLINE) {
         Ok(v) if v.is_empty() => None,
-        Ok(v) => Some(matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes")),
+        Ok(v) => Some(matches!(
+            v.to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes"
+        )),
         Err(_) => None,
     };
     let verify = match std::env::var(ENV_VERIFY).ok().as_deref() {
@@ -220,7 +223,9 @@ fn settings() -> anyhow::Result<Settings> {
         Some(other) => anyhow::bail!("{ENV_VERIFY}={other}: expected skip, fast or full"),
     };
     let overrides = Overrides {
-        channel_alias: std::env::var(ENV_CHANNEL_ALIAS).ok().filter(|s| !s.is_empty()),
+        channel_alias: std::env::var(ENV_CHANNEL_ALIAS)
+            .ok()
+            .filter(|s| !s.is_empty()),
         envs_dir: env_path(ENV_ENVS_DIR),
         pkgs_dir: env_path(ENV_PKGS_DIR),
         offline,
@@ -296,7 +301,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 serde_json::to_writer_pretty(&mut out, &list)?;
                 writeln!(out)?;
             } else {
-                writeln!(out, "{:<20} {:<10} {:>8}  PATH", "NAME", "PYTHON", "PACKAGES")?;
+                writeln!(
+                    out,
+                    "{:<20} {:<10} {:>8}  PATH",
+                    "NAME", "PYTHON", "PACKAGES"
+                )?;
                 for env in list {
                     writeln!(
                         out,
@@ -335,9 +344,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     } else {
                         Detail::Builds
                     };
-                    let name = prefix
-                        .file_name()
-                        .map_or_else(|| display_name(&target), |n| n.to_string_lossy().into_owned());
+                    let name = prefix.file_name().map_or_else(
+                        || display_name(&target),
+                        |n| n.to_string_lossy().into_owned(),
+                    );
                     export::yaml(&prefix, &name, detail, &settings.channel_alias)?
                 }
                 ExportFormat::Explicit => export::explicit(&prefix)?,
@@ -425,7 +435,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("give the command to run after --");
             };
             let code = activate::run(&prefix, program, rest)?;
-            Ok(ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)))
+            Ok(ExitCode::from(
+                u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+            ))
         }
         EnvCommand::ShellHook { target, shell } => {
             let target = target.required()?;
