@@ -114,25 +114,6 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
         fp.split_whitespace().nth(1).unwrap_or("?")
     ));
 
-    s.step("The airlock agent (drop-in ssh-agent)");
-    let sock = dir.join("agent.sock");
-    let agent = Agent(
-        Command::new(&exe)
-            .args(["agent", "-D", "-a"])
-            .arg(&sock)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start the agent")?,
-    );
-    wait_for_socket(&sock)?;
-    s.ok(&format!(
-        "listening on {} (pid {})",
-        sock.display(),
-        agent.0.id()
-    ));
-
     s.step("Throwaway servers: gpu-node, git-server, other-host");
     let authorized = dir.join("authorized_keys");
     std::fs::copy(key.with_extension("pub"), &authorized)?;
@@ -144,7 +125,50 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
     }
     let cfg = write_client_config(dir, &[&gpu, &git, &other], &key.with_extension("pub"))?;
 
-    s.step("Load the key, forwardable only laptop > gpu-node > git-server");
+    s.step("A forwarding policy: the key may pass through gpu-node, only to reach git-server");
+    let policy = dir.join("policy.toml");
+    let fingerprint = fp.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    std::fs::write(
+        &policy,
+        format!(
+            "[defaults]\nforward = \"deny\"\nknown-hosts = [{kh:?}]\n\n[[key]]\nfingerprint = {fingerprint:?}  # ai-project\n\
+             forward-through = [\"gpu-node\"]\nuse-for = [\"git-server\", \"gpu-node\"]\nsign = [\"ssh-auth\", \"git\"]\n",
+            kh = dir.join("known_hosts").display().to_string()
+        ),
+    )?;
+    for line in std::fs::read_to_string(&policy)?
+        .lines()
+        .filter(|l| !l.starts_with("known-hosts"))
+    {
+        s.info(line);
+    }
+
+    s.step("The airlock agent (drop-in ssh-agent) with that policy and an audit log");
+    let sock = dir.join("agent.sock");
+    let audit = dir.join("audit.jsonl");
+    let agent = Agent(
+        Command::new(&exe)
+            .args(["agent", "-D", "-a"])
+            .arg(&sock)
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--audit")
+            .arg(&audit)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("agent.log"))?)
+            .env("RUST_LOG", "info")
+            .spawn()
+            .context("cannot start the agent")?,
+    );
+    wait_for_socket(&sock)?;
+    s.ok(&format!(
+        "listening on {} (pid {})",
+        sock.display(),
+        agent.0.id()
+    ));
+
+    s.step("Load the key with plain ssh-add: the policy applies by fingerprint");
     let with_agent = |program: &str| {
         let mut c = Command::new(program);
         c.env("SSH_AUTH_SOCK", &sock)
@@ -152,16 +176,8 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
             .stdin(Stdio::null());
         c
     };
-    let cmdline = "ssh-add -h gpu-node -h 'gpu-node>git-server' ai-project";
-    run_quiet(
-        with_agent("ssh-add")
-            .arg("-q")
-            .arg("-H")
-            .arg(dir.join("known_hosts"))
-            .args(["-h", "gpu-node", "-h", "gpu-node>git-server"])
-            .arg(&key),
-    )?;
-    s.ok(cmdline);
+    run_quiet(with_agent("ssh-add").arg("-q").arg(&key))?;
+    s.ok("ssh-add ai-project (no -h flags needed)");
     let listed = run_quiet(with_agent("ssh-add").arg("-l"))?;
     s.info(listed.trim());
 
@@ -251,11 +267,11 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
         "refused: other-host is not a permitted destination",
     );
 
-    s.step("laptop > git-server directly (not a permitted first hop)");
-    let out = ssh(false, "git-server", "true")?;
+    s.step("laptop > other-host directly (not in use-for)");
+    let out = ssh(false, "other-host", "true")?;
     s.expect(
         !out.status.success(),
-        "refused: the key is only for git-server via gpu-node",
+        "refused: other-host is not a permitted destination",
     );
 
     s.step("On gpu-node: someone uses the forwarded socket to manage keys");
@@ -268,6 +284,25 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
     s.expect(
         listed.contains("ai-project"),
         "the key is still loaded on the laptop",
+    );
+
+    s.step("The audit log: every decision, with the hop chain");
+    let table = Command::new(&exe)
+        .arg("audit")
+        .arg("--file")
+        .arg(&audit)
+        .output()?;
+    for line in String::from_utf8_lossy(&table.stdout).lines() {
+        s.info(line);
+    }
+    let denied = std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"deny\""))
+        .count();
+    s.expect(
+        denied > 0,
+        &format!("{denied} refusals recorded in {}", audit.display()),
     );
 
     s.step("Clean up");
