@@ -249,3 +249,37 @@ pub fn remove(settings: &Settings, prefix: &Path) -> Result<()> {
     unregister(&settings.environments_txt, prefix)?;
     Ok(())
 }
+
+/// Removes packages from the writable cache layer that no known environment uses (shared
+/// layers are never touched). Returns the removed directories.
+pub fn prune_cache(settings: &Settings) -> Result<Vec<PathBuf>> {
+    let mut used: Vec<PathBuf> = Vec::new();
+    for env in list(settings)? {
+        for record in crate::install::installed_records(&env.path).unwrap_or_default() {
+            if let Some(dir) = record.extracted_package_dir {
+                used.push(dir);
+            }
+        }
+    }
+    let mut removed = Vec::new();
+    let Ok(entries) = fs_err::read_dir(&settings.pkgs_dir) else {
+        return Ok(removed);
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() || !path.join("info").join("index.json").is_file() {
+            continue;
+        }
+        if used.iter().any(|u| u == &path) {
+            continue;
+        }
+        fs_err::remove_dir_all(&path)?;
+        let lock = path.with_extension(path.extension().map_or_else(
+            || "lock".to_owned(),
+            |e| format!("{}.lock", e.to_string_lossy()),
+        ));
+        let _ = fs_err::remove_file(lock);
+        removed.push(path);
+    }
+    Ok(removed)
+}

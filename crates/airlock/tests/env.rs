@@ -934,3 +934,18 @@ fn demo_channel_builds() {
     assert!(dir.path().join("noarch/repodata.json").is_file());
     assert!(dir.path().join("noarch/hello-2.0-0.conda").is_file());
 }
+
+#[test]
+fn cache_prune_keeps_what_environments_use() {
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "old", "hello=1.0"]);
+    s.ok(&["env", "create", "-n", "new", "libfoo"]);
+    s.ok(&["env", "remove", "-n", "old"]);
+    let out = s.ok(&["env", "cache", "prune"]);
+    assert!(out.contains("hello-1.0-0"), "{out}");
+    assert!(out.contains("greeting-data-1.0-0"), "{out}");
+    assert!(!out.contains("libfoo"), "{out}");
+    assert!(cache_entry(&s, "libfoo-1.2-h0").is_dir());
+    // The remaining environment still works and a second prune removes nothing.
+    assert_eq!(s.ok(&["env", "cache", "prune"]).trim(), "");
+}

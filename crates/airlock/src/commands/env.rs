@@ -176,6 +176,17 @@ enum EnvCommand {
         #[arg(long, default_value = "bash")]
         shell: String,
     },
+    /// The package cache.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CacheCommand {
+    /// Remove cached packages that no environment uses.
+    Prune,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -438,6 +449,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(
                 u8::try_from(code.clamp(0, 255)).unwrap_or(1),
             ))
+        }
+        EnvCommand::Cache {
+            command: CacheCommand::Prune,
+        } => {
+            let removed = envs::prune_cache(&settings)?;
+            let mut out = std::io::stdout().lock();
+            for path in &removed {
+                writeln!(out, "{}", path.display())?;
+            }
+            eprintln!(
+                "airlock: removed {} unused package(s) from the cache",
+                removed.len()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         EnvCommand::ShellHook { target, shell } => {
             let target = target.required()?;
