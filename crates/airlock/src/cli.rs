@@ -42,6 +42,12 @@ pub enum Command {
     SshConfig(commands::ssh_config::Args),
     /// Conda environments: create, list, remove, export, lock, install, update, run, shell-hook.
     Env(commands::env::Args),
+    /// Run ssh to HOST with the airlock agent, forwarding it only where the policy allows.
+    Connect(commands::connect::Args),
+    /// Put airlock on a server (`install`) and check what is there (`status`).
+    Remote(commands::remote::Args),
+    /// Jupyter Lab on a server in one of its environments, through an SSH tunnel.
+    Jupyter(commands::jupyter::Args),
     /// Run the whole workflow end to end on loopback, with throwaway sshd servers.
     Demo(commands::demo::Args),
 }

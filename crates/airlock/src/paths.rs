@@ -11,6 +11,10 @@ pub const ENV_KEYS_DIR: &str = "AIRLOCK_KEYS_DIR";
 pub const ENV_POLICY: &str = "AIRLOCK_POLICY";
 /// `AIRLOCK_AUDIT`: the audit log.
 pub const ENV_AUDIT: &str = "AIRLOCK_AUDIT";
+/// `AIRLOCK_SSH_CONFIG`: the OpenSSH client config for commands that reach a host (`ssh -F`).
+pub const ENV_SSH_CONFIG: &str = "AIRLOCK_SSH_CONFIG";
+/// `AIRLOCK_REMOTE_DIR`: where airlock lives on servers, default `~/.local/bin`.
+pub const ENV_REMOTE_DIR: &str = "AIRLOCK_REMOTE_DIR";
 
 /// The user's home directory (`$HOME`).
 pub fn home() -> PathBuf {

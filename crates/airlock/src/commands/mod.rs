@@ -2,12 +2,15 @@
 
 pub mod agent;
 pub mod audit;
+pub mod connect;
 pub mod demo;
 pub mod env;
 pub mod guard;
+pub mod jupyter;
 pub mod key;
 pub mod policy;
 pub mod policy_setup;
+pub mod remote;
 pub mod ssh_config;
 
 use std::process::ExitCode;
@@ -25,5 +28,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Connect(args) => connect::run(args),
+        Command::Remote(args) => remote::run(args),
+        Command::Jupyter(args) => jupyter::run(args),
     }
 }
