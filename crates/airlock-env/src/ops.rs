@@ -294,6 +294,7 @@ pub async fn install_lock(settings: &Settings, request: &InstallLockRequest) -> 
         return Err(EnvError::EnvironmentExists(prefix));
     }
     check_lock_channels(settings, &locked.records)?;
+    warn_missing_virtual_packages(platform, &locked.virtual_packages);
     // The history date comes from the lock (its newest package), so the same lock gives the
     // same bytes in conda-meta.
     let newest_ms = locked
@@ -346,4 +347,24 @@ fn check_lock_channels(settings: &Settings, records: &[RepoDataRecord]) -> Resul
         }
     }
     Ok(())
+}
+
+/// A lock made for a GPU node and installed on a CPU-only login node is fine (that is what
+/// `--cuda` is for), but say so: the packages may not run here.
+fn warn_missing_virtual_packages(platform: Subdir, locked: &[String]) {
+    if platform != solve::current_platform() {
+        return;
+    }
+    let Ok(host) = solve::virtual_packages(platform, None) else {
+        return;
+    };
+    for entry in locked {
+        let name = entry.split('=').next().unwrap_or_default();
+        if !host.iter().any(|p| p.name.as_normalized() == name) {
+            tracing::warn!(
+                "the lock was made for a machine with `{entry}`, which this machine does not have; \
+                 its packages may not run here"
+            );
+        }
+    }
 }

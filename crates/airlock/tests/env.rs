@@ -949,3 +949,28 @@ fn cache_prune_keeps_what_environments_use() {
     // The remaining environment still works and a second prune removes nothing.
     assert_eq!(s.ok(&["env", "cache", "prune"]).trim(), "");
 }
+
+#[test]
+fn installing_a_gpu_lock_on_a_cpu_machine_warns() {
+    let s = Sandbox::new();
+    let yml = s.write("gpu.yml", "name: gpu\ndependencies:\n  - gpu-kernels\n");
+    s.ok(&["env", "lock", "-f", yml.to_str().unwrap(), "--cuda", "12.4"]);
+    let lock = s.path("work").join("pixi.lock");
+    let out = s
+        .command()
+        .args([
+            "env",
+            "install",
+            "--lock",
+            lock.to_str().unwrap(),
+            "-n",
+            "gpu",
+        ])
+        .env("CONDA_OVERRIDE_CUDA", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("`__cuda=12.4"), "{stderr}");
+    assert_eq!(installed(&s.prefix("gpu")), vec!["gpu-kernels-1.0-0"]);
+}
