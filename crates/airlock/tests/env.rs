@@ -974,3 +974,42 @@ fn installing_a_gpu_lock_on_a_cpu_machine_warns() {
     assert!(stderr.contains("`__cuda=12.4"), "{stderr}");
     assert_eq!(installed(&s.prefix("gpu")), vec!["gpu-kernels-1.0-0"]);
 }
+
+#[test]
+fn update_from_an_edited_environment_yml() {
+    let s = Sandbox::new();
+    let yml = s.write(
+        "environment.yml",
+        "name: proj\nchannels:\n  - conda-forge\ndependencies:\n  - hello=1.0\n",
+    );
+    let f = yml.to_str().unwrap();
+    s.ok(&["env", "create", "-f", f]);
+    s.write(
+        "environment.yml",
+        "name: proj\nchannels:\n  - conda-forge\ndependencies:\n  - hello=2.0\n  - foo-tools\nvariables:\n  STAGE: two\n",
+    );
+    s.ok(&["env", "update", "-f", f]);
+    assert_eq!(
+        installed(&s.prefix("proj")),
+        vec![
+            "foo-tools-0.3-h1",
+            "greeting-data-2.0-0",
+            "hello-2.0-0",
+            "libfoo-1.2-h0"
+        ]
+    );
+    let out = s.ok(&[
+        "env",
+        "run",
+        "-n",
+        "proj",
+        "--",
+        "sh",
+        "-c",
+        "echo $STAGE; foo-tool",
+    ]);
+    assert_eq!(
+        out,
+        format!("two\nfoo-tool in {}\n", s.prefix("proj").display())
+    );
+}
