@@ -1095,3 +1095,103 @@ fn p521_keys_from_ssh_keygen_with_short_scalars_import_and_load() {
     let held = ok(home.command_with_agent("ssh-add", agent.socket()).arg("-l"));
     assert_eq!(held.lines().count(), 24, "{held}");
 }
+
+/// `airlock agent -D -a SOCKET`, killed on drop.
+struct AirlockAgent {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl AirlockAgent {
+    fn start(home: &Home) -> AirlockAgent {
+        let socket = home.runtime_dir().join("airlock-agent.sock");
+        let child = home
+            .command(env!("CARGO_BIN_EXE_airlock"))
+            .args(["agent", "-D", "-a"])
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut agent = AirlockAgent { child, socket };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&agent.socket).is_err() {
+            assert!(
+                agent.child.try_wait().unwrap().is_none(),
+                "airlock agent exited"
+            );
+            assert!(Instant::now() < deadline, "airlock agent did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        agent
+    }
+}
+
+impl Drop for AirlockAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn load_list_and_rm_against_the_airlock_agent() {
+    let home = Home::new().unwrap();
+    let agent = AirlockAgent::start(&home);
+    let pass = passphrase_file(&home, PASSPHRASE);
+    ok(airlock(&home)
+        .args([
+            "key",
+            "new",
+            "proj",
+            "--expires",
+            "30d",
+            "--passphrase-file",
+        ])
+        .arg(&pass));
+    ok(airlock(&home).args([
+        "key",
+        "new",
+        "rsa",
+        "--type",
+        "rsa",
+        "--bits",
+        "2048",
+        "--no-passphrase",
+    ]));
+    for name in ["proj", "rsa"] {
+        ok(airlock(&home)
+            .args(["key", "load", name, "--lifetime", "8h", "--passphrase-file"])
+            .arg(&pass)
+            .arg("--socket")
+            .arg(&agent.socket));
+    }
+    let held = ok(home.command_with_agent("ssh-add", &agent.socket).arg("-L"));
+    for name in ["proj", "rsa"] {
+        let (line, _) = show(&home, name);
+        assert!(held.lines().any(|l| l == line), "{name}: {held}");
+    }
+    // The agent signs with the loaded key.
+    let message = home.write_file("message", "hello\n").unwrap();
+    ok(home
+        .command_with_agent("ssh-keygen", &agent.socket)
+        .args(["-Y", "sign", "-n", "test", "-f"])
+        .arg(keys_dir(&home).join("proj.pub"))
+        .arg(&message)
+        .stdin(Stdio::null()));
+
+    let json: serde_json::Value = serde_json::from_str(&ok(home
+        .command_with_agent(env!("CARGO_BIN_EXE_airlock"), &agent.socket)
+        .args(["key", "list", "--json"])))
+    .unwrap();
+    assert_eq!(json[0]["loaded"], true);
+    assert_eq!(json[1]["loaded"], true);
+
+    ok(airlock(&home)
+        .args(["key", "rm", "proj", "--yes", "--socket"])
+        .arg(&agent.socket));
+    let held = ok(home.command_with_agent("ssh-add", &agent.socket).arg("-L"));
+    assert_eq!(held.lines().count(), 1, "{held}");
+    assert!(held.starts_with("ssh-rsa "), "{held}");
+}
