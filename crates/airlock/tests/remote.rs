@@ -39,7 +39,10 @@ struct Setup {
 
 /// A chain with `gpu-node` and `other-host`, a key in an airlock agent started with `policy`
 /// (a function of the chain's known_hosts and the key), or without any policy file.
-fn setup(policy: Option<&dyn Fn(&Chain, &KeyPair) -> String>) -> Setup {
+/// Writes a policy for a chain and key.
+type PolicyText<'a> = &'a dyn Fn(&Chain, &KeyPair) -> String;
+
+fn setup(policy: Option<PolicyText<'_>>) -> Setup {
     let chain = Chain::start(&["gpu-node", "other-host"]).unwrap();
     let home = chain.home();
     let key = generate_key(&home.ssh_dir(), "ai-project", KeyType::Ed25519).unwrap();
@@ -345,4 +348,246 @@ fn connect_without_a_policy_forwards_and_says_so() {
     assert_ne!(assert_ok(&out).trim(), "sock=");
     let stderr = text(&out.stderr);
     assert!(stderr.contains("policy"), "{stderr}");
+}
+
+// ---------------------------------------------------------------- jupyter
+
+/// The venv `.ci/run` fills from `.ci/requirements.txt`, used as the server's environment.
+fn ci_venv() -> Option<PathBuf> {
+    if std::env::var("AIRLOCK_SKIP_JUPYTER").as_deref() == Ok("1") {
+        eprintln!("note: AIRLOCK_SKIP_JUPYTER=1: the Jupyter test is skipped");
+        return None;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ci-venv");
+    assert!(
+        venv.join("bin/jupyter-lab").exists(),
+        "no JupyterLab in {}: run .ci/run (it installs .ci/requirements.txt into target/ci-venv), \
+         or set AIRLOCK_SKIP_JUPYTER=1 to skip this test",
+        venv.display()
+    );
+    Some(venv.canonicalize().unwrap())
+}
+
+/// `GET path` on 127.0.0.1:port: the status code and the response head.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    let response = text(&bytes);
+    let head = response
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {head}"));
+    (code, head)
+}
+
+/// Inodes of TCP sockets in LISTEN state on this machine.
+fn tcp_listeners() -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 9 && fields[3] == "0A" {
+                out.insert(fields[9].to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Socket inodes a process holds open.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|t| {
+            t.to_string_lossy()
+                .strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+    })
+}
+
+fn jupyter_files(runtime: &Path) -> Vec<String> {
+    std::fs::read_dir(runtime)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("jupyter-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn jupyter_runs_on_a_unix_socket_through_a_tunnel_and_outlives_it() {
+    use std::io::BufRead as _;
+    use std::os::unix::process::CommandExt as _;
+    let Some(venv) = ci_venv() else { return };
+    let s = setup(Some(&forward_through("[\"gpu-node\"]")));
+    assert_ok(&s.install());
+    let runtime = s.remote.path().join("run");
+    let bin = s.remote_dir_arg();
+    let runtime_arg = runtime.to_str().unwrap().to_owned();
+    let common = ["--remote-dir", &bin, "--runtime-dir", &runtime_arg];
+
+    let mut cmd = s.airlock(&["jupyter", "gpu-node", "-p", venv.to_str().unwrap()]);
+    cmd.args(["--dir", s.remote.path().to_str().unwrap(), "--no-browser"])
+        .args(common)
+        .stdout(std::process::Stdio::piped())
+        // Its own process group, so that the test can "press Ctrl-C" on it and its ssh.
+        .process_group(0);
+    let mut laptop = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(laptop.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim();
+    let rest = url
+        .strip_prefix("http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("no URL printed, got {url:?}"));
+    let (port, path) = rest.split_once('/').unwrap();
+    let port: u16 = port.parse().unwrap();
+    assert!(path.starts_with("lab?token="), "{url}");
+
+    let (code, head) = http_get(port, &format!("/{path}"));
+    assert_eq!(code, 200, "{head}");
+    let (code, head) = http_get(port, "/api/status");
+    assert_eq!(code, 403, "{head}");
+    // Jupyter sends a browser without the token to its login page.
+    let (code, head) = http_get(port, "/lab");
+    assert_eq!(code, 302, "{head}");
+    assert!(head.contains("/login"), "{head}");
+
+    // The server: a unix socket, mode 0600, and no TCP listener of its own.
+    let state: serde_json::Value = {
+        let name = jupyter_files(&runtime)
+            .into_iter()
+            .find(|n| {
+                std::path::Path::new(n)
+                    .extension()
+                    .is_some_and(|e| e == "json")
+            })
+            .expect("a state file");
+        serde_json::from_slice(&std::fs::read(runtime.join(name)).unwrap()).unwrap()
+    };
+    let pid = u32::try_from(state["pid"].as_u64().unwrap()).unwrap();
+    let socket = PathBuf::from(state["socket"].as_str().unwrap());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let token_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(state["token_file"].as_str().unwrap())
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(token_mode & 0o777, 0o600);
+    let listeners = tcp_listeners();
+    let held = socket_inodes(pid);
+    assert!(!held.is_empty());
+    assert!(
+        held.iter().all(|i| !listeners.contains(i)),
+        "jupyter (pid {pid}) listens on TCP"
+    );
+    // The token is not on jupyter's command line.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let token = path.strip_prefix("lab?token=").unwrap();
+    assert!(!text(&cmdline).contains(token));
+
+    // Ctrl-C closes the tunnel; the server keeps running.
+    let status = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", laptop.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    laptop.wait().unwrap();
+    // ssh got the same SIGINT; give it a moment to close the forwarded port.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tunnel is still open"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(running(pid), "jupyter did not survive the ssh session");
+
+    let mut list = s.airlock(&["jupyter", "gpu-node", "--list"]);
+    let stdout = assert_ok(&run(list.args(common)));
+    assert!(stdout.contains(&format!("pid {pid} running")), "{stdout}");
+
+    let mut stop = s.airlock(&["jupyter", "gpu-node", "--stop"]);
+    let stdout = assert_ok(&run(stop.args(common)));
+    assert!(stdout.contains("stopped jupyter"), "{stdout}");
+    assert!(!running(pid), "jupyter still runs after --stop");
+    assert_eq!(jupyter_files(&runtime), Vec::<String>::new());
+}
+
+#[test]
+fn jupyter_says_what_to_do_without_jupyter_or_without_airlock_on_the_server() {
+    let s = setup(None);
+    let empty = s.remote.path().join("empty-env");
+    std::fs::create_dir_all(empty.join("bin")).unwrap();
+    let runtime = s.remote.path().join("run");
+    let out = run(&mut s.airlock(&[
+        "jupyter",
+        "gpu-node",
+        "-p",
+        empty.to_str().unwrap(),
+        "--no-browser",
+        "--remote-dir",
+        s.remote.path().join("nothing").to_str().unwrap(),
+    ]));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "airlock is not installed on gpu-node: run `airlock remote install gpu-node`"
+        ),
+        "{stderr}"
+    );
+
+    assert_ok(&s.install());
+    let out = run(&mut s.airlock(&[
+        "jupyter",
+        "gpu-node",
+        "-p",
+        empty.to_str().unwrap(),
+        "--no-browser",
+        "--remote-dir",
+        &s.remote_dir_arg(),
+        "--runtime-dir",
+        runtime.to_str().unwrap(),
+    ]));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no jupyter in environment") && stderr.contains("pip install jupyterlab"),
+        "{stderr}"
+    );
 }

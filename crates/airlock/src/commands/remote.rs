@@ -116,7 +116,8 @@ fn local_binary() -> anyhow::Result<(PathBuf, Vec<u8>, String)> {
     Ok((exe, bytes, sum))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
