@@ -433,6 +433,18 @@ fn running(pid: u32) -> bool {
     })
 }
 
+/// Ends a process group when dropped, so a failing test leaves no Jupyter or ssh behind.
+struct KillGroupOnDrop(u32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0)])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 fn jupyter_files(runtime: &Path) -> Vec<String> {
     std::fs::read_dir(runtime)
         .map(|d| {
@@ -463,6 +475,7 @@ fn jupyter_runs_on_a_unix_socket_through_a_tunnel_and_outlives_it() {
         // Its own process group, so that the test can "press Ctrl-C" on it and its ssh.
         .process_group(0);
     let mut laptop = cmd.spawn().unwrap();
+    let _laptop_group = KillGroupOnDrop(laptop.id());
     let mut line = String::new();
     std::io::BufReader::new(laptop.stdout.take().unwrap())
         .read_line(&mut line)
@@ -497,6 +510,7 @@ fn jupyter_runs_on_a_unix_socket_through_a_tunnel_and_outlives_it() {
         serde_json::from_slice(&std::fs::read(runtime.join(name)).unwrap()).unwrap()
     };
     let pid = u32::try_from(state["pid"].as_u64().unwrap()).unwrap();
+    let _server_group = KillGroupOnDrop(pid);
     let socket = PathBuf::from(state["socket"].as_str().unwrap());
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
