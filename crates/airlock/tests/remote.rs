@@ -290,6 +290,46 @@ fn connect_runs_a_command_and_passes_its_exit_status() {
 }
 
 #[test]
+fn connect_with_a_prefix_runs_the_command_activated_in_that_environment() {
+    let s = setup(Some(&forward_through("[\"gpu-node\"]")));
+    assert_ok(&s.install());
+    let prefix = s.remote.path().join("env");
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    std::fs::create_dir_all(prefix.join("conda-meta")).unwrap();
+    std::fs::write(prefix.join("conda-meta/history"), "").unwrap();
+    std::fs::write(
+        prefix.join("bin/hello-env"),
+        "#!/bin/sh\necho hello from the env\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        prefix.join("bin/hello-env"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bin = s.remote_dir_arg();
+    let out = s.connect(
+        &["--remote-dir", &bin, "-p", prefix.to_str().unwrap()],
+        &[
+            "echo",
+            "prefix=$CONDA_PREFIX",
+            ";",
+            "hello-env",
+            ";",
+            "exit",
+            "3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("prefix={}", prefix.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("hello from the env"), "{stdout}");
+}
+
+#[test]
 fn connect_forwards_the_agent_where_the_policy_allows_and_keeps_a_stable_socket() {
     let s = setup(Some(&forward_through("[\"gpu-node\"]")));
     let out = s.connect(&[], &["echo", "sock=$SSH_AUTH_SOCK", ";", "ssh-add", "-l"]);
@@ -468,8 +508,10 @@ fn jupyter_runs_on_a_unix_socket_through_a_tunnel_and_outlives_it() {
     let runtime_arg = runtime.to_str().unwrap().to_owned();
     let common = ["--remote-dir", &bin, "--runtime-dir", &runtime_arg];
 
+    let link = s.link();
     let mut cmd = s.airlock(&["jupyter", "gpu-node", "-p", venv.to_str().unwrap()]);
     cmd.args(["--dir", s.remote.path().to_str().unwrap(), "--no-browser"])
+        .args(["--agent-link", link.to_str().unwrap()])
         .args(common)
         .stdout(std::process::Stdio::piped())
         // Its own process group, so that the test can "press Ctrl-C" on it and its ssh.
@@ -528,6 +570,23 @@ fn jupyter_runs_on_a_unix_socket_through_a_tunnel_and_outlives_it() {
         held.iter().all(|i| !listeners.contains(i)),
         "jupyter (pid {pid}) listens on TCP"
     );
+    // Jupyter and its kernels use the stable agent link that `connect` re-points.
+    let environ = text(&std::fs::read(format!("/proc/{pid}/environ")).unwrap());
+    assert!(
+        environ
+            .split('\0')
+            .any(|v| v == format!("SSH_AUTH_SOCK={}", link.display())),
+        "SSH_AUTH_SOCK of jupyter is not the stable link"
+    );
+    let out = s.connect(
+        &[],
+        &[
+            &format!("SSH_AUTH_SOCK={}", link.display()),
+            "ssh-add",
+            "-l",
+        ],
+    );
+    assert!(assert_ok(&out).contains(&s.key.fingerprint().unwrap()));
     // The token is not on jupyter's command line.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let token = path.strip_prefix("lab?token=").unwrap();
