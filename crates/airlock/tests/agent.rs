@@ -510,7 +510,7 @@ fn smartcard_requests_are_refused_without_loading_anything() {
     for op in [20u8, 21, 26] {
         let mut frame = vec![0, 0, 0, 9, op, 0, 0, 0, 4];
         frame.extend_from_slice(b"/lib");
-        frame[3] = (frame.len() - 4) as u8;
+        frame[3] = u8::try_from(frame.len() - 4).unwrap();
         assert_eq!(c.raw(&frame).unwrap(), Response::Failure, "opcode {op}");
     }
 }
@@ -527,7 +527,7 @@ fn malformed_messages_get_failure_and_the_agent_keeps_serving() {
         vec![27, 0, 0, 0, 99],
         vec![12],
     ] {
-        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
         frame.extend_from_slice(&body);
         assert_eq!(c.raw(&frame).unwrap(), Response::Failure, "{body:?}");
     }

@@ -137,7 +137,8 @@ fn thousand_signers_among_hostile_clients() {
                     0 => {
                         for n in 0..5u8 {
                             let body = vec![13, n, 0xff, 0xff];
-                            let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+                            let mut frame =
+                                u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
                             frame.extend_from_slice(&body);
                             assert_eq!(roundtrip(&mut s, &frame).await, Response::Failure);
                         }

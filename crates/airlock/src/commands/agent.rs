@@ -108,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     harden();
-    let (listener, created_dir) = match systemd_listener()? {
+    let (listener, created_dir) = match systemd_listener() {
         Some(l) => (l, None),
         None => bind(&socket, args.socket.is_none())?,
     };
@@ -247,7 +247,7 @@ pub(crate) fn harden() {
 }
 
 /// A listener passed by systemd socket activation (`LISTEN_PID`, `LISTEN_FDS`, fd 3).
-fn systemd_listener() -> anyhow::Result<Option<StdListener>> {
+fn systemd_listener() -> Option<StdListener> {
     let pid_matches = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
@@ -257,9 +257,9 @@ fn systemd_listener() -> anyhow::Result<Option<StdListener>> {
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(0);
     if !pid_matches || fds == 0 {
-        return Ok(None);
+        return None;
     }
-    Ok(Some(listener_from_fd3()))
+    Some(listener_from_fd3())
 }
 
 #[expect(
@@ -347,10 +347,10 @@ pub(crate) fn env_lines(socket: &Path, pid: u32, csh: bool) -> String {
 /// Start a detached copy of ourselves in the foreground mode, wait until it listens, print the
 /// shell commands and return.
 fn daemonise(args: &Args, socket: &Path, csh: bool) -> anyhow::Result<ExitCode> {
-    if args.socket.is_none() {
-        if let Some(dir) = socket.parent() {
-            private_dir(dir)?;
-        }
+    if args.socket.is_none()
+        && let Some(dir) = socket.parent()
+    {
+        private_dir(dir)?;
     }
     let mut child_args: Vec<std::ffi::OsString> =
         vec!["agent".into(), "-D".into(), "-a".into(), socket.into()];
@@ -387,19 +387,17 @@ pub(crate) fn start_detached(
     BufReader::new(stdout)
         .read_line(&mut line)
         .context("the agent process did not start")?;
-    let pid = match line.trim().strip_prefix("ready ") {
-        Some(p) => p
-            .parse::<u32>()
-            .context("bad readiness line from the agent process")?,
-        None => {
-            let status = child.wait().ok();
-            bail!(
-                "could not start on {} (exit status {}); run it with -d in the foreground to see why",
-                socket.display(),
-                status.and_then(|s| s.code()).unwrap_or(-1)
-            );
-        }
+    let Some(pid) = line.trim().strip_prefix("ready ") else {
+        let status = child.wait().ok();
+        bail!(
+            "could not start on {} (exit status {}); run it with -d in the foreground to see why",
+            socket.display(),
+            status.and_then(|s| s.code()).unwrap_or(-1)
+        );
     };
+    let pid = pid
+        .parse::<u32>()
+        .context("bad readiness line from the agent process")?;
     print!("{}", env_lines(socket, pid, csh));
     Ok(ExitCode::SUCCESS)
 }
@@ -431,6 +429,10 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    #[allow(
+        clippy::duration_suboptimal_units,
+        reason = "seconds, as the flag is written"
+    )]
     fn lifetimes_as_openssh_writes_them() {
         assert_eq!(parse_lifetime("3600"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_lifetime("90m"), Ok(Duration::from_secs(5400)));

@@ -70,10 +70,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.policy.notice_if_unrestricted();
     }
     if !args.foreground && !args.debug && !is_detached_child() {
-        if default_socket {
-            if let Some(dir) = socket.parent() {
-                super::agent::private_dir(dir)?;
-            }
+        if default_socket && let Some(dir) = socket.parent() {
+            super::agent::private_dir(dir)?;
         }
         let mut child: Vec<std::ffi::OsString> = vec![
             "guard".into(),

@@ -71,8 +71,8 @@ pub fn run_quiet(cmd: &mut Command) -> anyhow::Result<String> {
         .with_context(|| format!("cannot run {cmd:?}"))?;
     if !out.status.success() {
         bail!(
-            "{:?} failed: {}",
-            cmd.get_program(),
+            "{} failed: {}",
+            cmd.get_program().to_string_lossy(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
