@@ -14,6 +14,17 @@
 //! # Ok::<(), airlock_ssh_config::Error>(())
 //! ```
 //!
+//! Where it knowingly differs from `ssh -G`:
+//!
+//! - `Match exec` is reported as [`Error::MatchExecUnsupported`] instead of running a command
+//!   (an `exec` after a criterion that already failed is skipped, as ssh skips it).
+//! - With `CanonicalizeHostname`, names are looked up with the system resolver; CNAME
+//!   rewriting under `CanonicalizePermittedCNAMEs` is not reproduced.
+//! - Defaults, keyword table and algorithm lists are those of Debian 12's OpenSSH 9.2
+//!   (`ipqos lowdelay throughput`, `forwardx11trusted yes`, the GSSAPI key exchange keywords,
+//!   `ServerAliveInterval 300` under `BatchMode`).
+//! - `~` and `%d` use the password database's home directory, as `ssh` does, not `$HOME`.
+//!
 //! [`check()`] audits a config ([`Finding`]s with ids and fixes) and [`edit::add_host`] writes
 //! one `Host` block in place, atomically.
 

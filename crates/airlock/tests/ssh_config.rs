@@ -7,6 +7,14 @@
 //! need the fake home are skipped with a message when nss_wrapper is missing, except under
 //! `CI=true`, where that is a failure.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code: a failed setup step should fail the test"
+)]
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
