@@ -290,6 +290,8 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
         "the key is still loaded on the laptop",
     );
 
+    environment_and_jupyter(&mut s, &exe, dir, &cfg, &with_agent)?;
+
     s.step("The audit log: every decision, with the hop chain");
     let table = Command::new(&exe)
         .arg("audit")
@@ -325,4 +327,190 @@ fn wait_for_socket(sock: &Path) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// The isolation half: a project environment from a small local conda channel, and Jupyter
+/// Lab on gpu-node reached through an SSH tunnel (when `jupyterlab` is installed).
+fn environment_and_jupyter(
+    s: &mut Story,
+    exe: &Path,
+    dir: &Path,
+    cfg: &Path,
+    with_agent: &dyn Fn(&str) -> Command,
+) -> anyhow::Result<()> {
+    s.step("A project environment from a local conda channel (built and indexed by the demo)");
+    let channel = airlock_env::testchannel::build_demo_channel(&dir.join("channel"))
+        .context("cannot build the demo channel")?;
+    s.ok(&format!(
+        "channel {channel} (packages hello, greeting-data)"
+    ));
+    // The environment commands run with a home of their own, so the demo leaves nothing in
+    // the user's package cache or ~/.conda/environments.txt.
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home)?;
+    let airlock = |args: &[&str]| {
+        let mut c = Command::new(exe);
+        c.args(args).env("HOME", &home).stdin(Stdio::null());
+        for var in [
+            "XDG_CONFIG_HOME",
+            "XDG_DATA_HOME",
+            "XDG_CACHE_HOME",
+            "XDG_STATE_HOME",
+            "CONDARC",
+        ] {
+            c.env_remove(var);
+        }
+        c
+    };
+    let prefix = dir.join("gpu-node").join("envs").join("project");
+    let prefix_s = prefix.display().to_string();
+    let channel_s = channel.to_string();
+    let out = airlock(&[
+        "env", "create", "-p", &prefix_s, "-c", &channel_s, "hello=1",
+    ])
+    .output()?;
+    s.expect(
+        out.status.success(),
+        "airlock env create -p .../project -c <channel> hello=1",
+    );
+    if !out.status.success() {
+        s.info(String::from_utf8_lossy(&out.stderr).trim());
+        return Ok(());
+    }
+    let out = airlock(&["env", "run", "-p", &prefix_s, "--", "hello"]).output()?;
+    s.expect(
+        out.status.success(),
+        "airlock env run -p .../project -- hello",
+    );
+    s.info(String::from_utf8_lossy(&out.stdout).trim());
+    let out = airlock(&["env", "export", "-p", &prefix_s, "--no-builds"]).output()?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        s.info(line);
+    }
+
+    s.step("Jupyter Lab on gpu-node, through an SSH tunnel, with nothing listening on the network");
+    let Some(jupyter_prefix) = find_jupyter() else {
+        s.info("skipped: no `jupyter` on PATH (install jupyterlab, e.g. `pip install jupyterlab`, to see this step)");
+        return Ok(());
+    };
+    let remote_dir = dir.join("gpu-node").join("bin");
+    let remote_dir_s = remote_dir.display().to_string();
+    let cfg_s = cfg.display().to_string();
+    let out = with_agent(&exe.display().to_string())
+        .args([
+            "remote",
+            "install",
+            "gpu-node",
+            "--ssh-config",
+            &cfg_s,
+            "--remote-dir",
+            &remote_dir_s,
+        ])
+        .output()?;
+    s.expect(
+        out.status.success(),
+        "airlock remote install gpu-node (binary copied, checksum verified)",
+    );
+    if !out.status.success() {
+        s.info(String::from_utf8_lossy(&out.stderr).trim());
+        return Ok(());
+    }
+    let runtime = dir.join("gpu-node").join("run");
+    let runtime_s = runtime.display().to_string();
+    let jp = jupyter_prefix.display().to_string();
+    let mut child = with_agent(&exe.display().to_string())
+        .args([
+            "jupyter",
+            "gpu-node",
+            "--ssh-config",
+            &cfg_s,
+            "--remote-dir",
+            &remote_dir_s,
+        ])
+        .args(["--runtime-dir", &runtime_s, "-p", &jp, "--no-browser"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("no output from airlock jupyter")?;
+    let mut url = String::new();
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut url);
+    let url = url.trim().to_owned();
+    let status = http_status(&url);
+    s.expect(
+        status == Some(200),
+        &format!("GET {} through the tunnel: {:?}", redact(&url), status),
+    );
+    let without = url
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .replace("/lab", "/api/status");
+    let status = http_status(&without);
+    s.expect(
+        status == Some(403),
+        &format!("without the token: {status:?}"),
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let _ = child.wait();
+    let out = with_agent(&exe.display().to_string())
+        .args([
+            "jupyter",
+            "gpu-node",
+            "--ssh-config",
+            &cfg_s,
+            "--remote-dir",
+            &remote_dir_s,
+        ])
+        .args(["--runtime-dir", &runtime_s, "--stop"])
+        .output()?;
+    s.expect(
+        out.status.success(),
+        "tunnel closed with Ctrl-C; airlock jupyter --stop ended the server",
+    );
+    Ok(())
+}
+
+/// A venv or environment with `jupyter` in it: the one on PATH.
+fn find_jupyter() -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join("jupyter"))
+        .find(|p| p.is_file())
+        .and_then(|p| p.parent()?.parent().map(Path::to_path_buf))
+}
+
+/// The URL with its token hidden, for printing.
+fn redact(url: &str) -> String {
+    match url.split_once("token=") {
+        Some((head, _)) => format!("{head}token=…"),
+        None => url.to_owned(),
+    }
+}
+
+/// The status code of a plain HTTP GET to a loopback URL.
+fn http_status(url: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).ok()?;
+    let text = String::from_utf8_lossy(head.get(..n)?).into_owned();
+    text.split_whitespace().nth(1)?.parse().ok()
 }
