@@ -977,3 +977,43 @@ fn handle_reloads_and_keeps_last_good_policy() {
     assert!(handle.reload_if_changed(true));
     assert!(handle.current().is_unrestricted());
 }
+
+#[test]
+fn load_reads_ssh_config_host_key_aliases() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let host = new_key();
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(
+        home.join(".ssh/known_hosts"),
+        format!("gpu-node-01.lab {}\n", openssh(&host)),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".ssh/config"),
+        "Host gpu\n  HostName 10.1.1.1\n  HostKeyAlias gpu-node-01.lab\n  ForwardAgent yes\nHost *\n  User me\n",
+    )
+    .unwrap();
+    let policy_file = home.join("policy.toml");
+    std::fs::write(
+        &policy_file,
+        "[[key]]\nname = \"k\"\nforward-through = [\"gpu\"]\n",
+    )
+    .unwrap();
+    let mut sources = PolicySources::for_user(home, policy_file, home.join("keys"));
+    sources.known_hosts.retain(|p| p.starts_with(home));
+    let policy = CompiledPolicy::load(&sources).unwrap();
+    assert_eq!(
+        policy.host_names(&HostKey::Plain(host.public_key().key_data().clone())),
+        ["gpu", "gpu-node-01.lab"]
+    );
+    assert!(
+        !policy
+            .warnings()
+            .iter()
+            .any(|w| w.contains("matches no known host key")),
+        "{:?}",
+        policy.warnings()
+    );
+    assert!(policy.inputs().contains(&home.join(".ssh/config")));
+}
