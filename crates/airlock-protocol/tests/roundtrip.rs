@@ -1,7 +1,13 @@
 //! Every captured OpenSSH frame decodes and re-encodes byte for byte, and decoding never panics
 //! on arbitrary or truncated input.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 use std::path::PathBuf;
 
