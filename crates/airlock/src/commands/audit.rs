@@ -52,16 +52,16 @@ impl Filter {
         if self.denied && !r.is_denied() {
             return false;
         }
-        if let Some(since) = self.since {
-            if r.system_time().is_none_or(|t| t < since) {
-                return false;
-            }
+        if let Some(since) = self.since
+            && r.system_time().is_none_or(|t| t < since)
+        {
+            return false;
         }
-        if let Some(k) = &self.key {
-            if r.key.as_deref() != Some(k.as_str()) && r.fingerprint.as_deref() != Some(k.as_str())
-            {
-                return false;
-            }
+        if let Some(k) = &self.key
+            && r.key.as_deref() != Some(k.as_str())
+            && r.fingerprint.as_deref() != Some(k.as_str())
+        {
+            return false;
         }
         if let Some(h) = &self.host {
             let h = h.to_lowercase();
@@ -239,7 +239,7 @@ fn follow(
 
 fn open_file(path: &Path) -> Option<(File, u64)> {
     let f = File::open(path).ok()?;
-    let ino = f.metadata().map(|m| inode(&m)).unwrap_or(0);
+    let ino = f.metadata().map_or(0, |m| inode(&m));
     Some((f, ino))
 }
 
