@@ -70,6 +70,17 @@ impl std::fmt::Debug for PrivateKeyMaterial {
     }
 }
 
+/// ssh-key reads a fixed-size field through a length prefix it treats as an upper bound, and
+/// accepts integers with superfluous leading zeros; OpenSSH refuses both. Key material is
+/// accepted only if it re-encodes to exactly the bytes it was read from (found by fuzzing).
+fn ensure_canonical(consumed: &[u8], reencoded: &[u8]) -> Result<(), Error> {
+    if consumed == reencoded {
+        Ok(())
+    } else {
+        Err(Error::Invalid("non-canonical key encoding"))
+    }
+}
+
 fn key_err(e: impl std::fmt::Display) -> Error {
     Error::Key(e.to_string())
 }
@@ -99,7 +110,15 @@ impl PrivateKeyMaterial {
                 other => return Err(Error::Key(format!("unsupported certificate key {other}"))),
             };
             let used = cur.remaining().len() - rest.len();
-            cur.bytes(used)?;
+            let consumed = cur.bytes(used)?;
+            let mut encoded = Vec::new();
+            match &private {
+                CertificatePrivate::Ed25519(k) => k.encode(&mut encoded),
+                CertificatePrivate::Ecdsa(d) => d.encode(&mut encoded),
+                CertificatePrivate::Rsa(k) => k.encode(&mut encoded),
+            }
+            .map_err(key_err)?;
+            ensure_canonical(consumed, &encoded)?;
             Ok(Self::Certificate {
                 algorithm,
                 cert_blob,
@@ -127,7 +146,15 @@ impl PrivateKeyMaterial {
             let mut rest = cur.remaining();
             let data = KeypairData::decode_as(&mut rest, alg).map_err(key_err)?;
             let used = cur.remaining().len() - rest.len();
-            cur.bytes(used)?;
+            let consumed = cur.bytes(used)?;
+            let mut encoded = Vec::new();
+            match &data {
+                KeypairData::Ed25519(k) => k.encode(&mut encoded),
+                KeypairData::Rsa(k) => k.encode(&mut encoded),
+                _ => return Err(Error::Key(format!("unsupported key type {algorithm}"))),
+            }
+            .map_err(key_err)?;
+            ensure_canonical(consumed, &encoded)?;
             Ok(Self::Plain(data))
         }
     }
