@@ -82,8 +82,17 @@ impl Filter {
 
 /// Run `airlock audit`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let path = args.file.clone().unwrap_or_else(paths::audit_file);
-    let since = match &args.since {
+    let Args {
+        follow,
+        json,
+        since,
+        key,
+        host,
+        denied,
+        file,
+    } = args;
+    let path = file.unwrap_or_else(paths::audit_file);
+    let since_time = match &since {
         None => None,
         Some(s) => {
             let d = parse_duration(s)
@@ -96,19 +105,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let filter = Filter {
-        since,
-        key: args.key.clone(),
-        host: args.host.clone(),
-        denied: args.denied,
+        since: since_time,
+        key,
+        host,
+        denied,
     };
-    if !path.exists() && !args.follow {
+    if !path.exists() && !follow {
         bail!(
             "no audit log at {}: the agent has not logged a decision yet (or use --file)",
             path.display()
         );
     }
     let mut out = std::io::stdout().lock();
-    if !args.json {
+    if !json {
         writeln!(
             out,
             "{}",
@@ -125,27 +134,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let Ok(file) = File::open(f) else { continue };
         for line in BufReader::new(file).lines() {
             let line = line.with_context(|| format!("reading {}", f.display()))?;
-            bad += show(&mut out, &line, &filter, args.json)?;
+            bad += show(&mut out, &line, &filter, json)?;
         }
     }
     // The live file: read to its end, keeping the handle so --follow goes on from there.
     let mut current = open_file(&path);
     let mut pending = String::new();
     if let Some((file, _)) = &mut current {
-        bad += drain(file, &mut pending, &mut out, &filter, args.json)?;
+        bad += drain(file, &mut pending, &mut out, &filter, json)?;
     }
     // A last line without its newline (a file written by hand): show it, unless following,
     // where it may be a line still being written.
-    if !args.follow && !pending.trim().is_empty() {
-        bad += show(&mut out, pending.trim_end(), &filter, args.json)?;
+    if !follow && !pending.trim().is_empty() {
+        bad += show(&mut out, pending.trim_end(), &filter, json)?;
     }
     if bad > 0 {
         eprintln!("airlock: {bad} line(s) of the audit log could not be read and were skipped");
     }
     out.flush()?;
     drop(out);
-    if args.follow {
-        follow(&path, current, pending, &filter, args.json)?;
+    if follow {
+        follow_log(&path, current, pending, &filter, json)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -209,7 +218,7 @@ fn table_row(r: &AuditRecord) -> String {
 
 /// Tail the log: poll for new bytes; when the file is replaced (rotation) finish the old one
 /// and start the new one from its beginning.
-fn follow(
+fn follow_log(
     path: &Path,
     mut current: Option<(File, u64)>,
     mut pending: String,
