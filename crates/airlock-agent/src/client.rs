@@ -165,8 +165,8 @@ impl Client {
 
 /// Parse a public key or certificate blob as listed by an agent.
 pub fn public_from_blob(blob: &[u8]) -> Result<ssh_key::PublicKey, ClientError> {
-    if let Ok(cert) = ssh_key::Certificate::decode(&mut &blob[..]) {
-        return Ok(ssh_key::PublicKey::from(cert.public_key().clone()));
+    if let Ok((_, public)) = airlock_protocol::certificate_subject(blob) {
+        return Ok(ssh_key::PublicKey::from(public));
     }
     let data = ssh_key::public::KeyData::decode(&mut &blob[..])
         .map_err(|e| ClientError::Key(e.to_string()))?;

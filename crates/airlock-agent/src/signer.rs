@@ -133,10 +133,8 @@ impl SigningKey {
                 return Err(SignerError::Unsupported(name));
             }
             PrivateKeyMaterial::Certificate {
-                certificate,
-                private,
-                ..
-            } => match (certificate.public_key(), private) {
+                public, private, ..
+            } => match (public, private) {
                 (KeyData::Ed25519(public), CertificatePrivate::Ed25519(k)) => {
                     if &k.public != public {
                         return Err(invalid("certificate does not match the private key"));

@@ -3,7 +3,8 @@
 
 use ssh_encoding::{Decode, Encode};
 use ssh_key::private::{Ed25519Keypair, KeypairData, RsaPrivateKey};
-use ssh_key::{Algorithm, Certificate, Mpint};
+use ssh_key::public::KeyData;
+use ssh_key::{Algorithm, Mpint};
 
 use crate::{Cursor, Error, Writer};
 
@@ -31,8 +32,8 @@ pub enum PrivateKeyMaterial {
         algorithm: String,
         /// The certificate blob as sent (kept verbatim so it re-encodes byte for byte).
         cert_blob: Vec<u8>,
-        /// The parsed certificate.
-        certificate: Box<Certificate>,
+        /// The certificate's subject key (what it certifies).
+        public: KeyData,
         /// The private fields that follow it.
         private: CertificatePrivate,
     },
@@ -91,13 +92,12 @@ impl PrivateKeyMaterial {
         let algorithm = cur.utf8("key type")?.to_owned();
         if algorithm.ends_with("-cert-v01@openssh.com") {
             let cert_blob = cur.string()?.to_vec();
-            let certificate =
-                Box::new(Certificate::decode(&mut cert_blob.as_slice()).map_err(key_err)?);
-            if certificate.algorithm().to_certificate_type() != algorithm {
+            let (cert_type, public) = certificate_subject(&cert_blob)?;
+            if cert_type != algorithm {
                 return Err(Error::Invalid("certificate type does not match key type"));
             }
             let mut rest = cur.remaining();
-            let private = match certificate.algorithm() {
+            let private = match public.algorithm() {
                 Algorithm::Ed25519 => {
                     CertificatePrivate::Ed25519(Ed25519Keypair::decode(&mut rest).map_err(key_err)?)
                 }
@@ -122,7 +122,7 @@ impl PrivateKeyMaterial {
             Ok(Self::Certificate {
                 algorithm,
                 cert_blob,
-                certificate,
+                public,
                 private,
             })
         } else if algorithm.starts_with("ecdsa-sha2-") {
@@ -242,4 +242,37 @@ impl PrivateKeyMaterial {
         }
         Self::Plain(key.clone())
     }
+}
+
+/// The type and subject key of an OpenSSH certificate blob (`PROTOCOL.certkeys`), read without
+/// ssh-key's `Certificate`, which in 0.6.7 refuses the "forever" validity (`valid_before` =
+/// 2^64-1) that `ssh-keygen -s` writes by default. The CA signature is not checked here: an
+/// agent holds certificates, it does not validate them (neither does OpenSSH's on add).
+pub fn certificate_subject(blob: &[u8]) -> Result<(String, KeyData), Error> {
+    let mut c = Cursor::new(blob);
+    let cert_type = c.utf8("certificate type")?.to_owned();
+    let base = cert_type
+        .strip_suffix("-cert-v01@openssh.com")
+        .ok_or(Error::Invalid("not a certificate"))?;
+    let _nonce = c.string()?;
+    let mut plain = Writer::new();
+    plain.string(base);
+    match base {
+        "ssh-ed25519" => {
+            plain.string(c.string()?);
+        }
+        "ssh-rsa" => {
+            let e = c.string()?;
+            let n = c.string()?;
+            plain.string(e).string(n);
+        }
+        b if b.starts_with("ecdsa-sha2-") => {
+            let curve = c.string()?;
+            let q = c.string()?;
+            plain.string(curve).string(q);
+        }
+        other => return Err(Error::Key(format!("unsupported certificate key {other}"))),
+    }
+    let public = KeyData::decode(&mut plain.as_bytes()).map_err(key_err)?;
+    Ok((cert_type, public))
 }
