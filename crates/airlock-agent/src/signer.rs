@@ -134,7 +134,7 @@ impl SigningKey {
             }
             PrivateKeyMaterial::Certificate {
                 public, private, ..
-            } => match (public, private) {
+            } => match (&**public, private) {
                 (KeyData::Ed25519(public), CertificatePrivate::Ed25519(k)) => {
                     if &k.public != public {
                         return Err(invalid("certificate does not match the private key"));

@@ -87,7 +87,7 @@ pub fn prepare(
         }
         PrivateKeyMaterial::Ecdsa { .. } => ssh_encoding::Decode::decode(&mut blob.as_slice())
             .map_err(|e: ssh_key::Error| AddError::Key(e.to_string()))?,
-        PrivateKeyMaterial::Certificate { public, .. } => public.clone(),
+        PrivateKeyMaterial::Certificate { public, .. } => (**public).clone(),
     };
     let mut expires = default_lifetime.map(|d| Instant::now() + d);
     let mut confirm = false;

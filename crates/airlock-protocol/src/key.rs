@@ -33,7 +33,7 @@ pub enum PrivateKeyMaterial {
         /// The certificate blob as sent (kept verbatim so it re-encodes byte for byte).
         cert_blob: Vec<u8>,
         /// The certificate's subject key (what it certifies).
-        public: KeyData,
+        public: Box<KeyData>,
         /// The private fields that follow it.
         private: CertificatePrivate,
     },
@@ -122,7 +122,7 @@ impl PrivateKeyMaterial {
             Ok(Self::Certificate {
                 algorithm,
                 cert_blob,
-                public,
+                public: Box::new(public),
                 private,
             })
         } else if algorithm.starts_with("ecdsa-sha2-") {
