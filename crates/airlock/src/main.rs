@@ -15,7 +15,20 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    logging::init(cli.verbose, cli.quiet);
+    // `-d` on the agent or the guard means foreground with debug output, as for ssh-agent.
+    let debug = match &cli.command {
+        cli::Command::Agent(a) => a.debug,
+        cli::Command::Guard(g) => g.debug,
+        _ => false,
+    };
+    logging::init(
+        if debug {
+            cli.verbose.max(2)
+        } else {
+            cli.verbose
+        },
+        cli.quiet,
+    );
     match commands::run(cli.command) {
         Ok(code) => code,
         Err(err) => {

@@ -100,10 +100,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let socket = absolute(&socket)?;
     let is_child = is_detached_child();
 
-    if !is_child {
-        args.policy.notice_if_unrestricted();
-    }
     if !args.foreground && !args.debug && args.command.is_empty() && !is_child {
+        // The detached agent logs nowhere a user sees: say it here, once.
+        args.policy.notice_if_unrestricted();
         return daemonise(&args, &socket, csh);
     }
 

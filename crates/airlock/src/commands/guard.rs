@@ -66,9 +66,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let csh = args.csh || std::env::var("SHELL").is_ok_and(|s| s.ends_with("csh"));
-    if !is_detached_child() {
-        args.policy.notice_if_unrestricted();
-    }
     if !args.foreground && !args.debug && !is_detached_child() {
         if default_socket && let Some(dir) = socket.parent() {
             super::agent::private_dir(dir)?;
@@ -82,6 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             upstream.into(),
         ];
         child.extend(args.policy.to_args());
+        args.policy.notice_if_unrestricted();
         return start_detached(&child, &socket, csh);
     }
     harden();
