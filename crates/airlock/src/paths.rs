@@ -9,6 +9,8 @@ pub const ENV_AGENT_SOCK: &str = "AIRLOCK_AGENT_SOCK";
 pub const ENV_KEYS_DIR: &str = "AIRLOCK_KEYS_DIR";
 /// `AIRLOCK_POLICY`: the policy file.
 pub const ENV_POLICY: &str = "AIRLOCK_POLICY";
+/// `AIRLOCK_CONFIRM_TIMEOUT`: seconds before an unanswered confirmation is denied (default 30).
+pub const ENV_CONFIRM_TIMEOUT: &str = "AIRLOCK_CONFIRM_TIMEOUT";
 /// `AIRLOCK_AUDIT`: the audit log.
 pub const ENV_AUDIT: &str = "AIRLOCK_AUDIT";
 /// `AIRLOCK_SSH_CONFIG`: the OpenSSH client config for commands that reach a host (`ssh -F`).

@@ -344,3 +344,85 @@ fn sign_list_without_git_refuses_commit_signing() {
     // ssh still works.
     assert!(succeeds(s.ssh(false, "gpu-node").arg("true")));
 }
+
+/// `confirm = "forwarded"`: a forwarded use asks through SSH_ASKPASS with the hop chain named;
+/// a yes lets it through, a no and an unanswered prompt (after the timeout) refuse it, and a
+/// direct login is not asked about.
+#[test]
+fn confirm_forwarded_asks_with_the_chain_and_times_out() {
+    let chain = Chain::start(&["gpu-node", "git-server"]).unwrap();
+    let home = chain.home();
+    let key = generate_key(&home.ssh_dir(), "ai-project", KeyType::Ed25519).unwrap();
+    chain.authorize(&key.public_key_line().unwrap()).unwrap();
+    let policy = home
+        .write_file(
+            ".config/airlock/policy.toml",
+            format!(
+                "{}confirm = \"forwarded\"\n",
+                policy_text(&chain, &key, "[\"ssh-auth\"]")
+            ),
+        )
+        .unwrap();
+    let log = home.path().join("asked.log");
+    let script = |name: &str, body: &str| {
+        let p = home
+            .write_file(
+                name,
+                format!("#!/bin/sh\necho \"$1\" >> {}\n{body}\n", log.display()),
+            )
+            .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        p
+    };
+    let yes = script("yes.sh", "exit 0");
+    let no = script("no.sh", "exit 1");
+    let slow = script("slow.sh", "sleep 20; exit 0");
+    for (askpass, allowed) in [(&yes, true), (&no, false), (&slow, false)] {
+        let sock = home.runtime_dir().join(format!(
+            "c-{}.sock",
+            askpass.file_stem().unwrap().to_string_lossy()
+        ));
+        let env: [(&str, &std::ffi::OsStr); 3] = [
+            ("SSH_ASKPASS", askpass.as_os_str()),
+            ("SSH_ASKPASS_REQUIRE", std::ffi::OsStr::new("force")),
+            ("AIRLOCK_CONFIRM_TIMEOUT", std::ffi::OsStr::new("2")),
+        ];
+        let agent = AirlockAgent::start_with(
+            home,
+            EXE,
+            &sock,
+            &["--policy", policy.to_str().unwrap()],
+            &env,
+        )
+        .unwrap();
+        assert!(succeeds(
+            home.command_with_agent("ssh-add", &sock)
+                .arg(&key.private_key)
+        ));
+        let ssh = |fwd: bool| {
+            let mut c = home.command_with_agent("ssh", agent.socket());
+            if fwd {
+                c.arg("-A");
+            }
+            c
+        };
+        // A direct login is not forwarded: no prompt needed, whatever askpass would say.
+        assert!(succeeds(
+            ssh(false).args(chain.ssh_args("gpu-node")).arg("true")
+        ));
+        let hop = succeeds(
+            ssh(true)
+                .args(chain.ssh_args("gpu-node"))
+                .arg("ssh")
+                .args(chain.remote_ssh_args("gpu-node", "git-server"))
+                .arg("true"),
+        );
+        assert_eq!(hop, allowed, "askpass {}", askpass.display());
+    }
+    let asked = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        asked.contains("gpu-node") && asked.contains("git-server"),
+        "the prompt names the chain: {asked}"
+    );
+    assert!(asked.contains("[forwarded]"), "{asked}");
+}

@@ -66,8 +66,16 @@ impl PolicyArgs {
             .unwrap_or_else(|| paths::state_dir().join("audit.jsonl"));
         let audit = AuditLog::open(&audit_path)
             .with_context(|| format!("cannot open the audit log {}", audit_path.display()))?;
+        let mut askpass = Askpass::from_env();
+        if let Some(secs) = std::env::var(paths::ENV_CONFIRM_TIMEOUT)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|s| *s > 0)
+        {
+            askpass.timeout = std::time::Duration::from_secs(secs);
+        }
         Ok(Gate {
-            askpass: Askpass::from_env(),
+            askpass,
             policy: Some(Arc::new(policy)),
             audit: Some(Arc::new(audit)),
         })
