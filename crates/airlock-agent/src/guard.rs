@@ -8,18 +8,16 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 
 use airlock_protocol::{Extension, Request, Response, frame_length};
 
-use crate::agent::{Connection, EXTENSIONS, Peer};
+use crate::agent::{Connection, EXTENSIONS};
 use crate::client::public_from_blob;
 use crate::gate::{Gate, KeyRef, SignKind};
-use crate::server::{MAX_CONNECTIONS, peer_of};
+use crate::server::accept_loop;
 
 /// The upstream agent and the gate in front of it.
 #[derive(Debug)]
@@ -32,41 +30,16 @@ pub struct Guard {
 
 /// Serve the guard on `listener` until `shutdown` completes.
 pub async fn serve(listener: UnixListener, guard: Arc<Guard>, shutdown: impl Future<Output = ()>) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let our_uid = nix::unistd::geteuid().as_raw();
-    let mut next_id = 0u64;
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            p = Arc::clone(&limit).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let peer = peer_of(&stream);
-        if peer.uid.is_some_and(|uid| uid != our_uid && uid != 0) {
-            tracing::warn!(uid = peer.uid, "refusing connection from another user");
-            continue;
-        }
-        next_id += 1;
-        let id = next_id;
+    accept_loop(listener, shutdown, move |stream, conn| {
         let guard = Arc::clone(&guard);
-        tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, peer, id, &guard).await {
+        async move {
+            let id = conn.id;
+            if let Err(e) = serve_connection(stream, conn, &guard).await {
                 tracing::debug!(connection = id, "connection ended: {e}");
             }
-            drop(permit);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 async fn read_frame(stream: &mut UnixStream) -> std::io::Result<Option<Vec<u8>>> {
@@ -97,17 +70,11 @@ impl Upstream {
 
 async fn serve_connection(
     mut stream: UnixStream,
-    peer: Peer,
-    id: u64,
+    mut conn: Connection,
     guard: &Guard,
 ) -> std::io::Result<()> {
     let mut upstream = Upstream {
         stream: UnixStream::connect(&guard.upstream).await?,
-    };
-    let mut conn = Connection {
-        id,
-        peer,
-        ..Connection::default()
     };
     // Comments of the keys the upstream listed, by blob, for the policy and the prompt.
     let mut comments: HashMap<Vec<u8>, String> = HashMap::new();

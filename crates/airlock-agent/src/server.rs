@@ -22,9 +22,29 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve `listener` until `shutdown` completes. Also runs the key-lifetime reaper.
 pub async fn serve(listener: UnixListener, agent: Arc<Agent>, shutdown: impl Future<Output = ()>) {
+    let reaper = tokio::spawn(reap(Arc::clone(&agent)));
+    accept_loop(listener, shutdown, move |stream, conn| {
+        let agent = Arc::clone(&agent);
+        async move { serve_connection(stream, conn, &agent).await }
+    })
+    .await;
+    reaper.abort();
+}
+
+/// Accept connections until `shutdown` completes, at most [`MAX_CONNECTIONS`] at once: refuse
+/// peers whose uid is neither ours nor root, number the rest, and run `handle` for each in its
+/// own task (so one slow client, or one pending confirmation, never holds up another). Shared by
+/// the agent and the guard.
+pub async fn accept_loop<F, Fut>(
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+    handle: F,
+) where
+    F: Fn(UnixStream, Connection) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let our_uid = nix::unistd::geteuid().as_raw();
-    let reaper = tokio::spawn(reap(Arc::clone(&agent)));
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
     loop {
@@ -52,24 +72,18 @@ pub async fn serve(listener: UnixListener, agent: Arc<Agent>, shutdown: impl Fut
             tracing::warn!(uid, "refusing connection from another user");
             continue;
         }
-        let agent = Arc::clone(&agent);
         next_id += 1;
-        let id = next_id;
+        let conn = Connection {
+            id: next_id,
+            peer,
+            ..Connection::default()
+        };
+        let task = handle(stream, conn);
         tokio::spawn(async move {
-            serve_connection(
-                stream,
-                Connection {
-                    id,
-                    peer,
-                    ..Connection::default()
-                },
-                &agent,
-            )
-            .await;
+            task.await;
             drop(permit);
         });
     }
-    reaper.abort();
 }
 
 async fn reap(agent: Arc<Agent>) {
@@ -80,7 +94,7 @@ async fn reap(agent: Arc<Agent>) {
     }
 }
 
-pub(crate) fn peer_of(stream: &UnixStream) -> Peer {
+fn peer_of(stream: &UnixStream) -> Peer {
     match stream.peer_cred() {
         Ok(cred) => {
             let pid = cred.pid();

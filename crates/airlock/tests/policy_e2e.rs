@@ -38,6 +38,8 @@ struct Setup {
     // Whichever agent the clients talk to, and what must live as long as it.
     socket: PathBuf,
     _agents: (Option<AirlockAgent>, Option<OpenSshAgent>),
+    // The daemonised guard of this setup, killed on drop.
+    guard_pid: Option<i32>,
 }
 
 fn policy_text(chain: &Chain, key: &KeyPair, sign: &str) -> String {
@@ -67,7 +69,7 @@ fn setup(guard: bool, sign: &str) -> Setup {
         "--audit",
         audit.to_str().unwrap(),
     ];
-    let (socket, agents) = if guard {
+    let (socket, agents, guard_pid) = if guard {
         let upstream = OpenSshAgent::start(home).unwrap();
         let sock = home.runtime_dir().join("guard.sock");
         let mut cmd = home.command(EXE);
@@ -96,12 +98,11 @@ fn setup(guard: bool, sign: &str) -> Setup {
             .unwrap()
             .parse()
             .unwrap();
-        GUARD_PIDS.lock().unwrap().push(pid);
-        (sock, (None, Some(upstream)))
+        (sock, (None, Some(upstream)), Some(pid))
     } else {
         let sock = home.runtime_dir().join("agent.sock");
         let agent = AirlockAgent::start_with(home, EXE, &sock, &args, &[]).unwrap();
-        (sock, (Some(agent), None))
+        (sock, (Some(agent), None), None)
     };
     assert!(succeeds(
         home.command_with_agent("ssh-add", &socket)
@@ -124,14 +125,13 @@ fn setup(guard: bool, sign: &str) -> Setup {
         audit,
         socket,
         _agents: agents,
+        guard_pid,
     }
 }
 
-static GUARD_PIDS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
-
 impl Drop for Setup {
     fn drop(&mut self) {
-        for pid in GUARD_PIDS.lock().unwrap().drain(..) {
+        if let Some(pid) = self.guard_pid {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
