@@ -1,13 +1,12 @@
 //! [`OpenSshAgent`]: the reference `ssh-agent`, for tests that compare against it or need an agent.
 
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::home::Home;
-use crate::process::{self, terminate_tree, wait_for};
+use crate::process::{self, terminate_tree};
 
 /// OpenSSH's `ssh-agent -D -a SOCKET`, started in a [`Home`]'s environment, killed on drop.
 ///
@@ -45,30 +44,11 @@ impl OpenSshAgent {
             // It prints the `SSH_AUTH_SOCK=...` lines even with -D.
             .stdout(Stdio::null())
             .process_group(0);
-        let mut child = process::spawn(&mut command)?;
-        let ready = wait_for(
-            &format!("ssh-agent to listen on {}", socket.display()),
-            || {
-                if UnixStream::connect(socket).is_ok() {
-                    return Ok(Some(true));
-                }
-                Ok(matches!(child.try_wait(), Ok(Some(_))).then_some(false))
-            },
-        );
-        match ready {
-            Ok(true) => Ok(OpenSshAgent {
-                child,
-                socket: socket.to_path_buf(),
-            }),
-            Ok(false) => Err(Error::Usage(format!(
-                "ssh-agent exited before listening on {}",
-                socket.display()
-            ))),
-            Err(error) => {
-                terminate_tree(&mut child);
-                Err(error)
-            }
-        }
+        let child = process::spawn_listening(&mut command, socket, "ssh-agent")?;
+        Ok(OpenSshAgent {
+            child,
+            socket: socket.to_path_buf(),
+        })
     }
 
     /// The socket, for `SSH_AUTH_SOCK`.

@@ -1,14 +1,13 @@
 //! [`AirlockAgent`]: the `airlock agent -D` under test, started in a [`Home`], killed on drop.
 
 use std::ffi::OsStr;
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::home::Home;
-use crate::process::{self, terminate_tree, wait_for};
+use crate::process::{self, terminate_tree};
 
 /// `airlock agent -D -a SOCKET [args]`, run from the binary under test (pass
 /// `env!("CARGO_BIN_EXE_airlock")`), with the home's environment plus `env`.
@@ -51,30 +50,11 @@ impl AirlockAgent {
         for (k, v) in env {
             command.env(k, v);
         }
-        let mut child = process::spawn(&mut command)?;
-        let ready = wait_for(
-            &format!("airlock agent to listen on {}", socket.display()),
-            || {
-                if UnixStream::connect(socket).is_ok() {
-                    return Ok(Some(true));
-                }
-                Ok(matches!(child.try_wait(), Ok(Some(_))).then_some(false))
-            },
-        );
-        match ready {
-            Ok(true) => Ok(AirlockAgent {
-                child,
-                socket: socket.to_path_buf(),
-            }),
-            Ok(false) => Err(Error::Usage(format!(
-                "airlock agent exited before listening on {}",
-                socket.display()
-            ))),
-            Err(error) => {
-                terminate_tree(&mut child);
-                Err(error)
-            }
-        }
+        let child = process::spawn_listening(&mut command, socket, "airlock agent")?;
+        Ok(AirlockAgent {
+            child,
+            socket: socket.to_path_buf(),
+        })
     }
 
     /// The socket, for `SSH_AUTH_SOCK`.

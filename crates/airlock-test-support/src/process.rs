@@ -174,3 +174,30 @@ pub(crate) fn wait_for<T>(what: &str, mut ready: impl FnMut() -> Result<Option<T
         std::thread::sleep(POLL);
     }
 }
+
+/// Spawn `command` (an agent in the foreground) and wait until `socket` accepts connections.
+/// If it exits first or never listens, it is stopped and the error names `what`.
+pub(crate) fn spawn_listening(
+    command: &mut Command,
+    socket: &std::path::Path,
+    what: &str,
+) -> Result<Child> {
+    let mut child = spawn(command)?;
+    let ready = wait_for(&format!("{what} to listen on {}", socket.display()), || {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Ok(Some(true));
+        }
+        Ok(matches!(child.try_wait(), Ok(Some(_))).then_some(false))
+    });
+    match ready {
+        Ok(true) => Ok(child),
+        Ok(false) => Err(Error::Usage(format!(
+            "{what} exited before listening on {}",
+            socket.display()
+        ))),
+        Err(error) => {
+            terminate_tree(&mut child);
+            Err(error)
+        }
+    }
+}

@@ -48,6 +48,19 @@ fn ssh_add(home: &Home, agent: &AirlockAgent) -> Command {
     home.command_with_agent("ssh-add", agent.socket())
 }
 
+/// An ssh config naming `sshd` as `node`, with its host key in a known_hosts of the home.
+fn node_config(home: &Home, sshd: &Sshd) -> PathBuf {
+    let kh = home
+        .write_known_hosts(&sshd.known_hosts_line("node"))
+        .unwrap();
+    home.write_ssh_config(&format!(
+        "Host node\n{}\n{}",
+        sshd.ssh_config_block("node", None),
+        airlock_test_support::client_defaults(&kh)
+    ))
+    .unwrap()
+}
+
 fn write_script(home: &Home, name: &str, body: &str) -> PathBuf {
     let path = home
         .write_file(name, format!("#!/bin/sh\n{body}\n"))
@@ -259,16 +272,7 @@ fn ssh_logs_in_with_every_key_type_and_rsa_uses_sha2() {
     let home = Home::new().unwrap();
     let agent = AirlockAgent::start(&home, EXE).unwrap();
     let sshd = Sshd::start().unwrap();
-    let kh = home
-        .write_known_hosts(&sshd.known_hosts_line("node"))
-        .unwrap();
-    let cfg = home
-        .write_ssh_config(&format!(
-            "Host node\n{}\n{}",
-            sshd.ssh_config_block("node", None),
-            airlock_test_support::client_defaults(&kh)
-        ))
-        .unwrap();
+    let cfg = node_config(&home, &sshd);
     for t in KeyType::ALL {
         let k = generate_key(&home.ssh_dir(), t.short_name(), t).unwrap();
         ok(ssh_add(&home, &agent).arg("-D"));
@@ -673,16 +677,7 @@ fn legacy_ssh_rsa_signatures_for_old_servers() {
         .config_line("PubkeyAcceptedAlgorithms +ssh-rsa")
         .start()
         .unwrap();
-    let kh = home
-        .write_known_hosts(&sshd.known_hosts_line("node"))
-        .unwrap();
-    let cfg = home
-        .write_ssh_config(&format!(
-            "Host node\n{}\n{}",
-            sshd.ssh_config_block("node", None),
-            airlock_test_support::client_defaults(&kh)
-        ))
-        .unwrap();
+    let cfg = node_config(&home, &sshd);
     let k = generate_key(&home.ssh_dir(), "rsa", KeyType::Rsa3072).unwrap();
     ok(ssh_add(&home, &agent).arg(&k.private_key));
     sshd.authorize(&k.public_key_line().unwrap()).unwrap();
@@ -729,16 +724,7 @@ fn certificates_are_added_offered_and_sign() {
         ))
         .start()
         .unwrap();
-    let kh = home
-        .write_known_hosts(&sshd.known_hosts_line("node"))
-        .unwrap();
-    let cfg = home
-        .write_ssh_config(&format!(
-            "Host node\n{}\n{}",
-            sshd.ssh_config_block("node", None),
-            airlock_test_support::client_defaults(&kh)
-        ))
-        .unwrap();
+    let cfg = node_config(&home, &sshd);
     let out = ok(home
         .command_with_agent("ssh", agent.socket())
         .arg("-F")
