@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 use airlock_protocol::{SignedData, UserAuthRequest};
 
 use crate::agent::Connection;
+use crate::approval::Approvals;
 use crate::confirm::Askpass;
 use crate::destination::HostKey;
 use crate::policy::{AuditEvent, AuditHop, AuditSink, Decision, Operation, Policy, Query};
@@ -22,6 +23,8 @@ pub struct Gate {
     pub audit: Option<Arc<dyn AuditSink>>,
     /// How confirmations are asked.
     pub askpass: Askpass,
+    /// Confirmations waiting for `airlock approve`.
+    pub approvals: Approvals,
 }
 
 impl std::fmt::Debug for Gate {
@@ -169,7 +172,7 @@ impl Gate {
             Decision::Deny(r) => ("deny", r),
             Decision::Allow(r) | Decision::Confirm(r) if needs_confirm => {
                 let prompt = self.prompt(conn, key, kind);
-                if self.askpass.confirm(&prompt).await {
+                if self.confirm(&prompt).await {
                     ("confirm-allow", r)
                 } else {
                     ("confirm-deny", format!("{r}; the user did not confirm"))
@@ -182,6 +185,36 @@ impl Gate {
             Ok(())
         } else {
             Err(reason)
+        }
+    }
+
+    /// Ask the user: through the askpass program when one is usable and, at the same time, as
+    /// a pending request that `airlock approve` can answer. The first answer counts; none
+    /// within the timeout denies. Only this connection waits: each has its own task.
+    async fn confirm(&self, prompt: &str) -> bool {
+        let timeout = self.askpass.timeout;
+        let Some(mut ticket) = self.approvals.register(prompt, timeout) else {
+            tracing::warn!("too many confirmations pending; denying");
+            return false;
+        };
+        tracing::info!(
+            request = ticket.id(),
+            "confirmation pending: answer it with `airlock approve`"
+        );
+        let askpass = async {
+            if self.askpass.usable() {
+                self.askpass.confirm(prompt).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            allow = ticket.answered() => allow,
+            allow = askpass => allow,
+            () = tokio::time::sleep(timeout) => {
+                tracing::info!(request = ticket.id(), "confirmation timed out; denying");
+                false
+            }
         }
     }
 

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod approval;
 pub mod client;
 pub mod confirm;
 pub mod destination;

@@ -35,6 +35,8 @@ pub enum Command {
     Policy(commands::policy::Args),
     /// Show the audit log of agent decisions.
     Audit(commands::audit::Args),
+    /// Answer the agent's confirmation requests from this terminal.
+    Approve(commands::approve::Args),
     /// Per-project SSH keys: new, list, show, load, rm, import.
     Key(commands::key::Args),
     /// Read, audit and write OpenSSH client configuration.

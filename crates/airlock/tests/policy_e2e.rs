@@ -426,3 +426,161 @@ fn confirm_forwarded_asks_with_the_chain_and_times_out() {
     );
     assert!(asked.contains("[forwarded]"), "{asked}");
 }
+
+/// Without any askpass, a confirmation waits for `airlock approve` in a local terminal: the
+/// request is listed with its hop chain, `--allow` lets it through, an interactive "n" refuses
+/// it, and a request nobody answers is refused after the timeout and leaves the list. While one
+/// request waits, other clients are served.
+#[test]
+fn approve_answers_confirmations_from_a_terminal() {
+    let chain = Chain::start(&["gpu-node", "git-server"]).unwrap();
+    let home = chain.home();
+    let key = generate_key(&home.ssh_dir(), "ai-project", KeyType::Ed25519).unwrap();
+    chain.authorize(&key.public_key_line().unwrap()).unwrap();
+    let policy = home
+        .write_file(
+            ".config/airlock/policy.toml",
+            format!(
+                "{}confirm = \"forwarded\"\n",
+                policy_text(&chain, &key, "[\"ssh-auth\"]")
+            ),
+        )
+        .unwrap();
+    let start = |name: &str, timeout: &str| {
+        let sock = home.runtime_dir().join(format!("{name}.sock"));
+        let env: [(&str, &std::ffi::OsStr); 2] = [
+            ("SSH_ASKPASS_REQUIRE", std::ffi::OsStr::new("never")),
+            ("AIRLOCK_CONFIRM_TIMEOUT", std::ffi::OsStr::new(timeout)),
+        ];
+        let agent = AirlockAgent::start_with(
+            home,
+            EXE,
+            &sock,
+            &["--policy", policy.to_str().unwrap()],
+            &env,
+        )
+        .unwrap();
+        assert!(succeeds(
+            home.command_with_agent("ssh-add", &sock)
+                .arg(&key.private_key)
+        ));
+        agent
+    };
+    let hop = |agent: &AirlockAgent| {
+        home.command_with_agent("ssh", agent.socket())
+            .arg("-A")
+            .args(chain.ssh_args("gpu-node"))
+            .arg("ssh")
+            .args(chain.remote_ssh_args("gpu-node", "git-server"))
+            .arg("true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let pending = |agent: &AirlockAgent| -> Vec<serde_json::Value> {
+        let out = run(Command::new(EXE)
+            .args(["approve", "--list", "--json", "-a"])
+            .arg(agent.socket())
+            .env("HOME", home.path()));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    };
+    let wait_for_request = |agent: &AirlockAgent| -> (u64, String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+        loop {
+            if let Some(p) = pending(agent).first() {
+                return (
+                    p["id"].as_u64().unwrap(),
+                    p["prompt"].as_str().unwrap().to_owned(),
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no confirmation request appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+
+    let agent = start("approve", "120");
+    // Allowed with --allow, found through SSH_AUTH_SOCK.
+    let mut child = hop(&agent);
+    let (id, prompt) = wait_for_request(&agent);
+    assert!(
+        prompt.contains("gpu-node")
+            && prompt.contains("git-server")
+            && prompt.contains("[forwarded]"),
+        "the request names the chain: {prompt}"
+    );
+    // Another client is served while the request waits: a direct login needs no confirmation.
+    assert!(succeeds(
+        home.command_with_agent("ssh", agent.socket())
+            .args(chain.ssh_args("gpu-node"))
+            .arg("true")
+    ));
+    let out = run(home.command_with_agent(EXE, agent.socket()).args([
+        "approve",
+        "--allow",
+        &id.to_string(),
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(child.wait().unwrap().success(), "allowed hop failed");
+    assert!(pending(&agent).is_empty());
+    // Answering it again says it is not waiting.
+    let again = run(home.command_with_agent(EXE, agent.socket()).args([
+        "approve",
+        "--deny",
+        &id.to_string(),
+    ]));
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is waiting"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // Refused interactively: "n" on standard input.
+    let mut child = hop(&agent);
+    let (id, _) = wait_for_request(&agent);
+    let mut approve = Command::new(EXE)
+        .args(["approve", "-a"])
+        .arg(agent.socket())
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(approve.stdin.as_mut().unwrap(), b"n\n").unwrap();
+    let out = approve.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        shown.contains(&format!("request {id}")) && shown.contains("Allow? [y/N]"),
+        "{shown}"
+    );
+    assert!(shown.contains("denied"), "{shown}");
+    assert!(!child.wait().unwrap().success(), "denied hop succeeded");
+
+    // Unanswered: refused after the timeout, and gone from the list.
+    drop(agent);
+    let agent = start("approve-timeout", "2");
+    let mut child = hop(&agent);
+    wait_for_request(&agent);
+    assert!(!child.wait().unwrap().success(), "unanswered hop succeeded");
+    assert!(pending(&agent).is_empty());
+    let audit = std::fs::read_to_string(home.path().join(".local/state/airlock/audit.jsonl"))
+        .unwrap_or_default();
+    assert!(
+        audit.contains("confirm-allow") && audit.contains("confirm-deny"),
+        "{audit}"
+    );
+}

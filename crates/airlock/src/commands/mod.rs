@@ -1,6 +1,7 @@
 //! One module per command; each has an `Args` struct and a `run` function.
 
 pub mod agent;
+pub mod approve;
 pub mod audit;
 pub mod connect;
 pub mod demo;
@@ -28,6 +29,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Approve(args) => approve::run(args),
         Command::Connect(args) => connect::run(args),
         Command::Remote(args) => remote::run(args),
         Command::Jupyter(args) => jupyter::run(args),

@@ -78,6 +78,7 @@ impl PolicyArgs {
             askpass,
             policy: Some(Arc::new(policy)),
             audit: Some(Arc::new(audit)),
+            approvals: airlock_agent::approval::Approvals::default(),
         })
     }
 }
