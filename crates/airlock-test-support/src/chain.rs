@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::sshd::{Sshd, client_defaults};
+use crate::sshd::{Sshd, SshdBuilder, client_defaults};
 
 /// N sshds on 127.0.0.1, each with its own host key, plus an ssh config and `known_hosts` in a
 /// [`Home`] that name them (`node-a`, `node-b`, ...).
@@ -60,6 +60,12 @@ impl Chain {
     /// Start one sshd per name and write `~/.ssh/config` and `~/.ssh/known_hosts` of `home`
     /// (replacing them).
     pub fn start_in(home: Home, names: &[&str]) -> Result<Chain> {
+        Self::start_in_with(home, names, &SshdBuilder::default())
+    }
+
+    /// [`Chain::start_in`] with every node's sshd started from `builder` (extra config lines,
+    /// such as `SetEnv HOME=...` to give the "server" side its own home).
+    pub fn start_in_with(home: Home, names: &[&str], builder: &SshdBuilder) -> Result<Chain> {
         let mut nodes = Vec::with_capacity(names.len());
         for &name in names {
             if name.is_empty()
@@ -74,7 +80,7 @@ impl Chain {
             if nodes.iter().any(|(existing, _)| existing == name) {
                 return Err(Error::Usage(format!("node name {name:?} given twice")));
             }
-            nodes.push((name.to_owned(), Sshd::start()?));
+            nodes.push((name.to_owned(), builder.clone().start()?));
         }
         let known_hosts_text: String = nodes
             .iter()
