@@ -2,9 +2,11 @@
 //! `airlock connect` (forwarding only where the policy allows) and `airlock jupyter` with the
 //! real JupyterLab from PyPI (installed by `.ci/run` into `target/ci-venv`).
 //!
-//! The "server" is this machine as the same user, so everything placed on it goes to a temp
-//! directory named with `--remote-dir`, `--agent-link` and `--runtime-dir`, never to the real
-//! home.
+//! The "server" is this machine as the same user. Its sessions get a temp directory as `HOME`
+//! and `XDG_RUNTIME_DIR` (sshd's `SetEnv`), so that airlock's defaults there (`~/.local/bin`,
+//! `~/.ssh/airlock-agent.sock`, `~/.conda/environments.txt`, the runtime directory) never touch
+//! the real home; some tests also name places explicitly with `--remote-dir`, `--agent-link`
+//! and `--runtime-dir`.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,7 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use airlock_test_support::{AirlockAgent, Chain, KeyPair, KeyType, generate_key};
+use airlock_test_support::{AirlockAgent, Chain, Home, KeyPair, KeyType, Sshd, generate_key};
 
 const EXE: &str = env!("CARGO_BIN_EXE_airlock");
 
@@ -33,7 +35,7 @@ struct Setup {
     chain: Chain,
     key: KeyPair,
     agent: AirlockAgent,
-    /// A per-test directory standing for the server's files.
+    /// A per-test directory standing for the server's files: `HOME` of its sessions.
     remote: tempfile::TempDir,
 }
 
@@ -43,7 +45,25 @@ struct Setup {
 type PolicyText<'a> = &'a dyn Fn(&Chain, &KeyPair) -> String;
 
 fn setup(policy: Option<PolicyText<'_>>) -> Setup {
-    let chain = Chain::start(&["gpu-node", "other-host"]).unwrap();
+    let remote = tempfile::Builder::new()
+        .prefix("airlock-remote-")
+        .tempdir()
+        .unwrap();
+    // Short: jupyter's kernel sockets under it must fit in a sockaddr_un.
+    let runtime = remote.path().join("r");
+    std::fs::DirBuilder::new().create(&runtime).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let server = Sshd::builder().config_line(format!(
+        "SetEnv HOME={} XDG_RUNTIME_DIR={}",
+        remote.path().display(),
+        runtime.display()
+    ));
+    let chain =
+        Chain::start_in_with(Home::new().unwrap(), &["gpu-node", "other-host"], &server).unwrap();
     let home = chain.home();
     let key = generate_key(&home.ssh_dir(), "ai-project", KeyType::Ed25519).unwrap();
     chain.authorize(&key.public_key_line().unwrap()).unwrap();
@@ -65,10 +85,6 @@ fn setup(policy: Option<PolicyText<'_>>) -> Setup {
         .command_with_agent("ssh-add", agent.socket())
         .arg(&key.private_key));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let remote = tempfile::Builder::new()
-        .prefix("airlock-remote-")
-        .tempdir()
-        .unwrap();
     Setup {
         chain,
         key,
@@ -451,6 +467,25 @@ fn tcp_listeners() -> std::collections::HashSet<String> {
     out
 }
 
+/// Inodes of TCP sockets in LISTEN state, with their local address as `/proc/net/tcp{,6}`
+/// writes it (`0100007F:PORT` is 127.0.0.1).
+fn tcp_listener_addresses() -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 9 && fields[3] == "0A" {
+                out.insert(fields[9].to_owned(), fields[1].to_owned());
+            }
+        }
+    }
+    out
+}
+
 /// Socket inodes a process holds open.
 fn socket_inodes(pid: u32) -> Vec<String> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -663,4 +698,356 @@ fn jupyter_says_what_to_do_without_jupyter_or_without_airlock_on_the_server() {
         stderr.contains("no jupyter in environment") && stderr.contains("pip install jupyterlab"),
         "{stderr}"
     );
+
+    // The same by name, with the airlock command that adds it; and a name that is not there.
+    s.register_env(&empty);
+    let jupyter_env = |name: &str| {
+        run(&mut s.airlock(&[
+            "jupyter",
+            "gpu-node",
+            "--env",
+            name,
+            "--no-browser",
+            "--remote-dir",
+            &s.remote_dir_arg(),
+        ]))
+    };
+    let out = jupyter_env("empty-env");
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no jupyter in environment")
+            && stderr.contains("`airlock env update -n empty-env jupyterlab`"),
+        "{stderr}"
+    );
+    let out = jupyter_env("no-such-env");
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no environment named no-such-env")
+            && stderr.contains("`airlock env create -n no-such-env`"),
+        "{stderr}"
+    );
+    // Nothing was started or left behind.
+    assert_eq!(jupyter_files(&s.default_runtime()), Vec::<String>::new());
+}
+
+// ------------------------------------------------- the server's defaults: status, reconnect
+
+impl Setup {
+    /// The server's `$XDG_RUNTIME_DIR/airlock`, where `airlock jupyter serve` keeps its files
+    /// by default.
+    fn default_runtime(&self) -> PathBuf {
+        self.remote.path().join("r/airlock")
+    }
+
+    /// The server's `~/.ssh/airlock-agent.sock`.
+    fn default_link(&self) -> PathBuf {
+        self.remote.path().join(".ssh/airlock-agent.sock")
+    }
+
+    /// Register an environment on the server as conda does, in `~/.conda/environments.txt`.
+    fn register_env(&self, prefix: &Path) {
+        let dir = self.remote.path().join(".conda");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("environments.txt"),
+            format!("{}\n", prefix.display()),
+        )
+        .unwrap();
+    }
+
+    /// `airlock jupyter gpu-node ARGS --no-browser` in its own process group, up to the URL it
+    /// prints: the process, its group's guard, the local port and the token.
+    fn start_jupyter(&self, args: &[&str]) -> (std::process::Child, KillGroupOnDrop, u16, String) {
+        use std::io::BufRead as _;
+        use std::os::unix::process::CommandExt as _;
+        let mut cmd = self.airlock(&["jupyter", "gpu-node", "--no-browser"]);
+        cmd.args(args)
+            .stdout(std::process::Stdio::piped())
+            .process_group(0);
+        let mut laptop = cmd.spawn().unwrap();
+        let guard = KillGroupOnDrop(laptop.id());
+        let mut line = String::new();
+        std::io::BufReader::new(laptop.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim();
+        let rest = url
+            .strip_prefix("http://127.0.0.1:")
+            .unwrap_or_else(|| panic!("no URL printed, got {url:?}"));
+        let (port, path) = rest.split_once('/').unwrap();
+        let token = path
+            .strip_prefix("lab?token=")
+            .unwrap_or_else(|| panic!("no token in {url}"));
+        (laptop, guard, port.parse().unwrap(), token.to_owned())
+    }
+
+    /// A long-lived `airlock connect gpu-node -- cat` (the session lasts until its stdin is
+    /// closed), and the forwarded agent socket the stable link points at once it has been
+    /// re-pointed away from `previous`.
+    fn open_session(&self, previous: Option<&Path>) -> (std::process::Child, PathBuf) {
+        let mut cmd = self.airlock(&["connect", "gpu-node", "--", "cat"]);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null());
+        let mut session = cmd.spawn().unwrap();
+        let link = self.default_link();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+        loop {
+            if let Ok(target) = std::fs::read_link(&link)
+                && Some(target.as_path()) != previous
+                && target.exists()
+            {
+                return (session, target);
+            }
+            if let Some(status) = session.try_wait().unwrap() {
+                panic!("airlock connect exited ({status}) before the link was re-pointed");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} was not re-pointed at a live socket",
+                link.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+/// End a session from [`Setup::open_session`] and wait until sshd has removed its forwarded
+/// agent socket.
+fn close_session(mut session: std::process::Child, socket: &Path) {
+    drop(session.stdin.take());
+    let status = session.wait().unwrap();
+    assert!(status.success(), "the connect session ended with {status}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} outlived its session",
+            socket.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `POST path` with a JSON body and the token on 127.0.0.1:port: the status code and body.
+fn http_post(port: u16, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: token {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    let response = text(&bytes);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {head}"));
+    (code, body.to_owned())
+}
+
+/// Run `code` in the kernel of `connection_file` with jupyter_client's `BlockingKernelClient`
+/// from the venv; what the kernel printed.
+fn kernel_run(venv: &Path, connection_file: &Path, code: &str) -> String {
+    const CLIENT: &str = "\
+import sys
+from jupyter_client import BlockingKernelClient
+kc = BlockingKernelClient(connection_file=sys.argv[1])
+kc.load_connection_file()
+kc.start_channels()
+kc.wait_for_ready(timeout=120)
+reply = kc.execute_interactive(sys.argv[2], timeout=120)
+kc.stop_channels()
+sys.exit(0 if reply['content']['status'] == 'ok' else 1)
+";
+    let out = run(Command::new(venv.join("bin/python"))
+        .args(["-c", CLIENT])
+        .arg(connection_file)
+        .arg(code)
+        .stdin(std::process::Stdio::null()));
+    assert_ok(&out)
+}
+
+/// What a kernel learns about its agent: `SSH_AUTH_SOCK`, its pid, and `ssh-add -l`.
+const AGENT_PROBE: &str = "\
+import os, subprocess
+r = subprocess.run(['ssh-add', '-l'], capture_output=True, text=True)
+print('sock=' + os.environ.get('SSH_AUTH_SOCK', ''))
+print('pid=%d' % os.getpid())
+print('ssh-add rc=%d' % r.returncode)
+print(r.stdout + r.stderr)
+";
+
+fn probe_value<'a>(output: &'a str, key: &str) -> &'a str {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in {output}"))
+}
+
+#[test]
+fn a_running_kernel_reaches_the_agent_again_after_a_reconnect() {
+    let Some(venv) = ci_venv() else { return };
+    let s = setup(Some(&forward_through("[\"gpu-node\"]")));
+    let fingerprint = s.key.fingerprint().unwrap();
+    assert_ok(&run(&mut s.airlock(&["remote", "install", "gpu-node"])));
+    s.register_env(&venv);
+
+    // The working day: connect, then start Jupyter in the environment, by name.
+    let (first, first_socket) = s.open_session(None);
+    let (_laptop, _laptop_group, port, token) = s.start_jupyter(&["--env", "ci-venv"]);
+    let (code, body) = http_post(port, "/api/kernels", &token, "{}");
+    assert_eq!(code, 201, "{body}");
+    let kernel: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let kernel_id = kernel["id"].as_str().unwrap();
+
+    let runtime = s.default_runtime();
+    let server_dir = jupyter_files(&runtime)
+        .into_iter()
+        .find(|n| Path::new(n).extension().is_some_and(|e| e == "d"))
+        .expect("the server's runtime directory");
+    let server_pid = {
+        let state = runtime.join(server_dir.replace(".d", ".json"));
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+        u32::try_from(state["pid"].as_u64().unwrap()).unwrap()
+    };
+    let _server_group = KillGroupOnDrop(server_pid);
+    let connection_file = runtime
+        .join(&server_dir)
+        .join(format!("kernel-{kernel_id}.json"));
+    assert!(connection_file.exists(), "{}", connection_file.display());
+
+    let before = kernel_run(&venv, &connection_file, AGENT_PROBE);
+    assert_eq!(
+        probe_value(&before, "sock="),
+        s.default_link().to_str().unwrap()
+    );
+    assert_eq!(probe_value(&before, "ssh-add rc="), "0", "{before}");
+    assert!(before.contains(&fingerprint), "{before}");
+    let kernel_pid: u32 = probe_value(&before, "pid=").parse().unwrap();
+    let _kernel_group = KillGroupOnDrop(kernel_pid);
+
+    // The kernel's five channels are unix sockets in the private directory, not TCP ports.
+    let connection: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&connection_file).unwrap()).unwrap();
+    assert_eq!(connection["transport"], "ipc", "{connection}");
+    let ipc = connection["ip"].as_str().unwrap();
+    assert!(
+        Path::new(ipc).starts_with(runtime.join(&server_dir)),
+        "{ipc}"
+    );
+    for channel in ["shell", "iopub", "stdin", "control", "hb"] {
+        let port = connection[format!("{channel}_port")].as_u64().unwrap();
+        let socket = format!("{ipc}-{port}");
+        assert!(
+            std::os::unix::fs::FileTypeExt::is_socket(
+                &std::fs::metadata(&socket).unwrap().file_type()
+            ),
+            "{socket}"
+        );
+    }
+    // What TCP the kernel still listens on is ipykernel's own pipe for output of forked
+    // subprocesses (hard-wired to a random 127.0.0.1 port, messages checked against a random
+    // id): one socket, loopback only.
+    let listeners = tcp_listener_addresses();
+    let kernel_tcp: Vec<&String> = socket_inodes(kernel_pid)
+        .iter()
+        .filter_map(|i| listeners.get(i))
+        .collect();
+    assert!(
+        kernel_tcp.len() <= 1 && kernel_tcp.iter().all(|a| a.starts_with("0100007F:")),
+        "the kernel (pid {kernel_pid}) listens on TCP beyond ipykernel's loopback pipe: \
+         {kernel_tcp:?}"
+    );
+
+    // The session that forwarded the agent ends: the kernel loses it...
+    close_session(first, &first_socket);
+    let orphaned = kernel_run(&venv, &connection_file, AGENT_PROBE);
+    assert_eq!(probe_value(&orphaned, "ssh-add rc="), "2", "{orphaned}");
+    assert!(!orphaned.contains(&fingerprint), "{orphaned}");
+
+    // ...and a reconnect gives the same kernel the agent back through the stable link.
+    let (second, second_socket) = s.open_session(Some(&first_socket));
+    let after = kernel_run(&venv, &connection_file, AGENT_PROBE);
+    assert_eq!(probe_value(&after, "pid="), kernel_pid.to_string());
+    assert_eq!(probe_value(&after, "ssh-add rc="), "0", "{after}");
+    assert!(after.contains(&fingerprint), "{after}");
+    close_session(second, &second_socket);
+
+    // --stop ends the server and its kernel.
+    let stdout = assert_ok(&run(&mut s.airlock(&["jupyter", "gpu-node", "--stop"])));
+    assert!(stdout.contains("stopped jupyter"), "{stdout}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while running(kernel_pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the kernel outlived --stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(jupyter_files(&runtime), Vec::<String>::new());
+}
+
+#[test]
+fn remote_status_shows_version_environments_and_jupyter_servers() {
+    let Some(venv) = ci_venv() else { return };
+    let s = setup(None);
+    assert_ok(&run(&mut s.airlock(&["remote", "install", "gpu-node"])));
+    let status = || assert_ok(&run(&mut s.airlock(&["remote", "status", "gpu-node"])));
+
+    let stdout = status();
+    assert!(
+        stdout.contains(&format!("airlock {}", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no Jupyter servers"), "{stdout}");
+    assert!(!stdout.contains(venv.to_str().unwrap()), "{stdout}");
+
+    s.register_env(&venv);
+    let stdout = status();
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("ci-venv "))
+        .unwrap_or_else(|| panic!("no ci-venv environment in {stdout}"));
+    assert!(row.ends_with(venv.to_str().unwrap()), "{row}");
+
+    let (mut laptop, _laptop_group, _port, _token) = s.start_jupyter(&["--env", "ci-venv"]);
+    // Ctrl-C: the tunnel closes, the server stays.
+    let ctrl_c = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", laptop.id())])
+        .status()
+        .unwrap();
+    assert!(ctrl_c.success());
+    laptop.wait().unwrap();
+    let stdout = status();
+    let server = stdout
+        .lines()
+        .find(|l| l.starts_with("jupyter "))
+        .unwrap_or_else(|| panic!("no Jupyter server in {stdout}"));
+    let pid: u32 = server
+        .split_whitespace()
+        .skip_while(|w| *w != "pid")
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _server_group = KillGroupOnDrop(pid);
+    assert!(server.contains("running"), "{server}");
+    assert!(
+        server.contains(&format!("env {}", venv.display())),
+        "{server}"
+    );
+
+    assert_ok(&run(&mut s.airlock(&["jupyter", "gpu-node", "--stop"])));
+    let stdout = status();
+    assert!(stdout.contains("no Jupyter servers"), "{stdout}");
+    assert!(!running(pid));
 }

@@ -5,7 +5,11 @@
 //! from the environment, detached so that it outlives the ssh session, listening on a unix
 //! socket (mode 0600) in the user's runtime directory, with a fresh token that is passed in the
 //! environment (never argv, where `ps` shows it) and kept in a 0600 file. It waits until
-//! `/api/status` answers with the token and prints one JSON line. On the laptop, this command
+//! `/api/status` answers with the token and prints one JSON line. Its kernels talk to it over
+//! unix sockets in the same private directory (`--KernelManager.transport=ipc`), not loopback
+//! TCP ports; `SSH_AUTH_SOCK` of the server and its kernels is the stable agent link that
+//! `airlock connect` re-points, so a kernel reaches the agent again after a reconnect. On the
+//! laptop, this command
 //! forwards a free local port to that socket (`ssh -N -L 127.0.0.1:PORT:SOCKET`), prints the URL
 //! and opens the browser. Ctrl-C closes the tunnel and leaves the server running; `--list` and
 //! `--stop` manage servers.
@@ -446,6 +450,18 @@ fn serve(server: &ServerArgs, runtime: &Path) -> anyhow::Result<ExitCode> {
         .arg(format!("--ServerApp.sock={}", socket.display()))
         .arg("--ServerApp.sock_mode=0600")
         .arg(format!("--ServerApp.root_dir={}", dir.display()));
+    // Kernels talk to the server over ZMQ, by default on loopback TCP ports that any local user
+    // can connect to. Unix sockets in the private directory instead, so that nothing of the
+    // server listens on TCP, when their paths fit in a sockaddr_un.
+    if kernel_ipc_fits(&jupyter_runtime) {
+        cmd.arg("--KernelManager.transport=ipc");
+    } else {
+        eprintln!(
+            "airlock: {} is too long for the kernels' unix sockets: kernels use loopback TCP \
+             (give a shorter --runtime-dir to avoid that)",
+            jupyter_runtime.display()
+        );
+    }
     if nix::unistd::geteuid().is_root() {
         eprintln!(
             "airlock: running as root: passing --allow-root to jupyter (better: run it as a user)"
@@ -507,6 +523,13 @@ fn serve(server: &ServerArgs, runtime: &Path) -> anyhow::Result<ExitCode> {
     })?;
     println!("{line}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether jupyter_client's ipc socket paths for a kernel, `DIR/kernel-<uuid>-ipc-<1..5>`,
+/// fit in `sun_path` (108 bytes with the terminating NUL).
+fn kernel_ipc_fits(dir: &Path) -> bool {
+    const LONGEST_NAME: usize = "/kernel-".len() + 36 + "-ipc-5".len();
+    dir.as_os_str().len().saturating_add(LONGEST_NAME) < 108
 }
 
 fn pid_of(pid: u32) -> nix::unistd::Pid {
