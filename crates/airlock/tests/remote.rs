@@ -1002,6 +1002,17 @@ fn remote_status_shows_version_environments_and_jupyter_servers() {
     let s = setup(None);
     assert_ok(&run(&mut s.airlock(&["remote", "install", "gpu-node"])));
     let status = || assert_ok(&run(&mut s.airlock(&["remote", "status", "gpu-node"])));
+    // The README's way to run the installed airlock there: one quoted word, `~` the server's.
+    let out = run(&mut s.airlock(&[
+        "connect",
+        "gpu-node",
+        "--",
+        "~/.local/bin/airlock --version",
+    ]));
+    assert_eq!(
+        assert_ok(&out).trim(),
+        format!("airlock {}", env!("CARGO_PKG_VERSION"))
+    );
 
     let stdout = status();
     assert!(
