@@ -728,6 +728,22 @@ fn jupyter_says_what_to_do_without_jupyter_or_without_airlock_on_the_server() {
             && stderr.contains("`airlock env create -n no-such-env`"),
         "{stderr}"
     );
+    // Reopening a server that is not there.
+    let out = run(&mut s.airlock(&[
+        "jupyter",
+        "gpu-node",
+        "--id",
+        "0badc0de",
+        "--no-browser",
+        "--remote-dir",
+        &s.remote_dir_arg(),
+    ]));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no Jupyter server 0badc0de here") && stderr.contains("--list"),
+        "{stderr}"
+    );
     // Nothing was started or left behind.
     assert_eq!(jupyter_files(&s.default_runtime()), Vec::<String>::new());
 }
@@ -830,6 +846,24 @@ fn close_session(mut session: std::process::Child, socket: &Path) {
     }
 }
 
+/// The body of `GET path` on 127.0.0.1:port (not chunked).
+fn http_body(port: u16, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    let response = text(&bytes);
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
 /// `POST path` with a JSON body and the token on 127.0.0.1:port: the status code and body.
 fn http_post(port: u16, path: &str, token: &str, body: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
@@ -902,7 +936,7 @@ fn a_running_kernel_reaches_the_agent_again_after_a_reconnect() {
 
     // The working day: connect, then start Jupyter in the environment, by name.
     let (first, first_socket) = s.open_session(None);
-    let (_laptop, _laptop_group, port, token) = s.start_jupyter(&["--env", "ci-venv"]);
+    let (mut laptop, _laptop_group, port, token) = s.start_jupyter(&["--env", "ci-venv"]);
     let (code, body) = http_post(port, "/api/kernels", &token, "{}");
     assert_eq!(code, 201, "{body}");
     let kernel: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -968,8 +1002,15 @@ fn a_running_kernel_reaches_the_agent_again_after_a_reconnect() {
          {kernel_tcp:?}"
     );
 
-    // The session that forwarded the agent ends: the kernel loses it...
+    // The session that forwarded the agent ends, and so does the tunnel (Ctrl-C): the kernel
+    // loses the agent...
     close_session(first, &first_socket);
+    let ctrl_c = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", laptop.id())])
+        .status()
+        .unwrap();
+    assert!(ctrl_c.success());
+    laptop.wait().unwrap();
     let orphaned = kernel_run(&venv, &connection_file, AGENT_PROBE);
     assert_eq!(probe_value(&orphaned, "ssh-add rc="), "2", "{orphaned}");
     assert!(!orphaned.contains(&fingerprint), "{orphaned}");
@@ -980,6 +1021,20 @@ fn a_running_kernel_reaches_the_agent_again_after_a_reconnect() {
     assert_eq!(probe_value(&after, "pid="), kernel_pid.to_string());
     assert_eq!(probe_value(&after, "ssh-add rc="), "0", "{after}");
     assert!(after.contains(&fingerprint), "{after}");
+
+    // The browser gets back to the same server and kernel through a new tunnel.
+    let server_id = server_dir
+        .strip_prefix("jupyter-")
+        .and_then(|n| n.strip_suffix(".d"))
+        .unwrap();
+    let (_again, _again_group, again_port, again_token) = s.start_jupyter(&["--id", server_id]);
+    assert_eq!(again_token, token);
+    let (code, head) = http_get(again_port, &format!("/lab?token={token}"));
+    assert_eq!(code, 200, "{head}");
+    let (code, head) = http_get(again_port, &format!("/api/kernels?token={token}"));
+    assert_eq!(code, 200, "{head}");
+    let kernels = http_body(again_port, &format!("/api/kernels?token={token}"));
+    assert!(kernels.contains(kernel_id), "{kernels}");
     close_session(second, &second_socket);
 
     // --stop ends the server and its kernel.

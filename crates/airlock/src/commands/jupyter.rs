@@ -9,10 +9,9 @@
 //! unix sockets in the same private directory (`--KernelManager.transport=ipc`), not loopback
 //! TCP ports; `SSH_AUTH_SOCK` of the server and its kernels is the stable agent link that
 //! `airlock connect` re-points, so a kernel reaches the agent again after a reconnect. On the
-//! laptop, this command
-//! forwards a free local port to that socket (`ssh -N -L 127.0.0.1:PORT:SOCKET`), prints the URL
-//! and opens the browser. Ctrl-C closes the tunnel and leaves the server running; `--list` and
-//! `--stop` manage servers.
+//! laptop, this command forwards a free local port to that socket (`ssh -N -L
+//! 127.0.0.1:PORT:SOCKET`), prints the URL and opens the browser. Ctrl-C closes the tunnel and leaves the server running; `--id ID`
+//! opens a tunnel to it again, `--list` and `--stop` manage servers.
 
 use std::ffi::OsString;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -62,8 +61,9 @@ pub struct Args {
     /// Stop the Jupyter servers on HOST (all, or the one given by `--id`) and remove their files.
     #[arg(long)]
     stop: bool,
-    /// With `--stop`: only this server.
-    #[arg(long, value_name = "ID", requires = "stop")]
+    /// Open a tunnel to the running server ID again (after Ctrl-C, a lost connection or a
+    /// reconnect; `--list` shows the ids), instead of starting one. With `--stop`: stop only it.
+    #[arg(long, value_name = "ID", conflicts_with = "list")]
     id: Option<String>,
 }
 
@@ -113,6 +113,9 @@ struct ServeArgs {
     /// With `--stop`: only this server.
     #[arg(long, value_name = "ID")]
     id: Option<String>,
+    /// With `--id`: print the description of that running server, as a start does.
+    #[arg(long, requires = "id", conflicts_with_all = ["list", "stop"])]
+    info: bool,
 }
 
 /// What `serve` records about a running server, in `<runtime dir>/jupyter-<id>.json`.
@@ -209,20 +212,35 @@ fn laptop(args: &Args, host: &HostArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         });
     }
-    if args.server.env.is_none() && args.server.prefix.is_none() {
-        bail!(
-            "name the environment on {}: --env NAME or -p PREFIX",
-            host.host
-        );
-    }
-    eprintln!("airlock: starting Jupyter Lab on {}...", host.host);
-    let out = remote_serve(host, &words)?;
-    if !out.status.success() {
-        bail!(
-            "could not start Jupyter Lab on {} (see the message above)",
-            host.host
-        );
-    }
+    let out = if let Some(id) = &args.id {
+        if args.server.env.is_some() || args.server.prefix.is_some() {
+            bail!("--id reopens a running server: leave out --env and -p");
+        }
+        let out = remote_serve(host, &format!("{words} --info --id {}", shell_quote(id)))?;
+        if !out.status.success() {
+            bail!(
+                "no running Jupyter server {id} on {} (see the message above)",
+                host.host
+            );
+        }
+        out
+    } else {
+        if args.server.env.is_none() && args.server.prefix.is_none() {
+            bail!(
+                "name the environment on {}: --env NAME or -p PREFIX",
+                host.host
+            );
+        }
+        eprintln!("airlock: starting Jupyter Lab on {}...", host.host);
+        let out = remote_serve(host, &words)?;
+        if !out.status.success() {
+            bail!(
+                "could not start Jupyter Lab on {} (see the message above)",
+                host.host
+            );
+        }
+        out
+    };
     let text = String::from_utf8_lossy(&out.stdout);
     let started: Started = text
         .lines()
@@ -286,9 +304,11 @@ fn laptop(args: &Args, host: &HostArgs) -> anyhow::Result<ExitCode> {
     println!("{url}");
     let _ = std::io::stdout().flush();
     eprintln!(
-        "airlock: Jupyter Lab {} on {} through 127.0.0.1:{port}; Ctrl-C closes the tunnel and \
-         leaves the server running (`airlock jupyter {} --stop` ends it)",
-        started.id, host.host, host.host
+        "airlock: Jupyter Lab {id} on {h} through 127.0.0.1:{port}; Ctrl-C closes the tunnel and \
+         leaves the server running (`airlock jupyter {h} --id {id}` reopens it, \
+         `airlock jupyter {h} --stop --id {id}` ends it)",
+        id = started.id,
+        h = host.host
     );
     if !args.no_browser {
         open_browser(&url);
@@ -325,6 +345,9 @@ fn serve_command(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if args.stop {
         return Ok(stop(&runtime, args.id.as_deref()));
+    }
+    if let Some(id) = args.id.as_deref().filter(|_| args.info) {
+        return info(&runtime, id);
     }
     serve(&args.server, &runtime)
 }
@@ -615,6 +638,28 @@ fn list(runtime: &Path) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// The [`Started`] line of a running server, for the laptop to open a tunnel to it again.
+fn info(runtime: &Path, id: &str) -> anyhow::Result<ExitCode> {
+    let Some((_, s)) = states(runtime).into_iter().find(|(_, s)| s.id == id) else {
+        bail!("no Jupyter server {id} here (`airlock jupyter HOST --list` shows the ids)");
+    };
+    if !alive(s.pid) {
+        bail!(
+            "Jupyter server {id} (pid {}) has exited: `airlock jupyter HOST --stop --id {id}` \
+             removes its files",
+            s.pid
+        );
+    }
+    let line = serde_json::to_string(&Started {
+        id: s.id,
+        socket: s.socket,
+        token_file: s.token_file,
+        pid: s.pid,
+    })?;
+    println!("{line}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn remove_files(state: &ServerState) {
