@@ -22,8 +22,12 @@ pub enum Verify {
     Skip,
     /// Check that every file exists.
     Fast,
-    /// Check size and SHA-256 of every file; a corrupt entry is fetched again.
+    /// Hash every file once (or trust a freshly extracted archive whose hash was checked)
+    /// and stamp it; later only compare size, mtime and inode with the stamp, hashing again
+    /// when they differ. A corrupt entry is fetched again. See [`crate::verify`].
     #[default]
+    Stamp,
+    /// Check size and SHA-256 of every file on every install; a corrupt entry is fetched again.
     Full,
 }
 
@@ -43,7 +47,7 @@ pub struct ConfigFile {
     pub pkgs_dir: Option<PathBuf>,
     /// Read-only shared package cache layers (an admin's cache on a multi-user server).
     pub pkgs_layers: Option<Vec<PathBuf>>,
-    /// How cached packages are checked: `skip`, `fast` or `full`.
+    /// How cached packages are checked: `skip`, `fast`, `stamp` (default) or `full`.
     pub verify: Option<Verify>,
 }
 

@@ -279,6 +279,7 @@ pub fn prune_cache(settings: &Settings) -> Result<Vec<PathBuf>> {
             |e| format!("{}.lock", e.to_string_lossy()),
         ));
         let _ = fs_err::remove_file(lock);
+        crate::verify::remove_stamp(&settings.pkgs_dir, &path);
         removed.push(path);
     }
     Ok(removed)

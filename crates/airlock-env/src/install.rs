@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use rattler::install::{Installer, Reporter, Transaction};
+use rattler::install::{Installer, LinkOptions, Reporter, Transaction};
 use rattler_cache::package_cache::{PackageCache, PackageCacheLayer};
 use rattler_cache::validation::ValidationMode;
-use rattler_conda_types::{MatchSpec, PrefixRecord, RepoDataRecord, Subdir};
+use rattler_conda_types::{MatchSpec, ParseStrictness, PrefixRecord, RepoDataRecord, Subdir};
 
 use crate::config::{Settings, Verify};
 use crate::error::{EnvError, Result};
@@ -21,15 +21,141 @@ const STAGING_MARKER: &str = ".airlock-staging-";
 /// writable layer, and a shared admin cache is often writable by mode bits (0775, group
 /// `conda`) though not meant to be written by everyone; reads consult every layer anyway.
 pub fn package_cache(settings: &Settings) -> PackageCache {
+    package_cache_excluding(settings, &[])
+}
+
+/// [`package_cache`], with packages left out of given layers (a corrupt package in a
+/// read-only shared layer: index into `[pkgs_dir, pkgs_layers...]` and the package's spec).
+fn package_cache_excluding(settings: &Settings, excluded: &[(usize, MatchSpec)]) -> PackageCache {
+    // `Stamp` does its own checking before rattler looks (see `verify`).
     let mode = match settings.verify {
-        Verify::Skip => ValidationMode::Skip,
+        Verify::Skip | Verify::Stamp => ValidationMode::Skip,
         Verify::Fast => ValidationMode::Fast,
         Verify::Full => ValidationMode::Full,
     };
     let layers = std::iter::once(&settings.pkgs_dir)
         .chain(settings.pkgs_layers.iter())
-        .map(|p| PackageCacheLayer::new(p.clone()).with_validation_mode(mode));
+        .enumerate()
+        .map(|(index, p)| {
+            excluded.iter().filter(|(layer, _)| *layer == index).fold(
+                PackageCacheLayer::new(p.clone()).with_validation_mode(mode),
+                |layer, (_, spec)| layer.excluding(spec.clone()),
+            )
+        });
     PackageCache::from_layers(layers, true)
+}
+
+/// What the cache check before an install found.
+#[derive(Debug, Default)]
+struct CachePlan {
+    /// Records with no cache entry in any layer: rattler extracts them now.
+    fresh: Vec<usize>,
+    /// Corrupt packages in read-only layers, to be skipped there.
+    excluded: Vec<(usize, MatchSpec)>,
+    /// The cache directories the packages will be linked from.
+    sources: Vec<PathBuf>,
+}
+
+/// Finds each record's cache entry in the layers (in rattler's order) and, for `Verify::Stamp`,
+/// checks it (see [`crate::verify`]). A corrupt entry is removed from the writable cache, or
+/// excluded from a read-only layer, so that rattler fetches the package again.
+fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> CachePlan {
+    let layers: Vec<&PathBuf> = std::iter::once(&settings.pkgs_dir)
+        .chain(settings.pkgs_layers.iter())
+        .collect();
+    let stamp = settings.verify == Verify::Stamp;
+    let check_one = |record: &RepoDataRecord| -> (Option<PathBuf>, Vec<usize>) {
+        let name = crate::verify::entry_name(record);
+        let mut excluded = Vec::new();
+        for (index, layer) in layers.iter().enumerate() {
+            let entry = layer.join(&name);
+            if !entry.is_dir() {
+                continue;
+            }
+            if !stamp {
+                return (Some(entry), excluded);
+            }
+            match crate::verify::check_entry(&settings.pkgs_dir, &entry, record) {
+                crate::verify::Check::Stamped | crate::verify::Check::Verified => {
+                    return (Some(entry), excluded);
+                }
+                crate::verify::Check::Corrupt(reason) => {
+                    tracing::warn!(
+                        "the cached package {} is corrupt ({reason}); fetching it again",
+                        entry.display()
+                    );
+                    crate::verify::remove_stamp(&settings.pkgs_dir, &entry);
+                    if index == 0 {
+                        if let Err(e) = fs_err::remove_dir_all(&entry) {
+                            tracing::warn!("could not remove the corrupt cache entry: {e}");
+                            excluded.push(index);
+                        }
+                    } else {
+                        excluded.push(index);
+                    }
+                }
+            }
+        }
+        (None, excluded)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .clamp(1, 8);
+    let chunk = records.len().div_ceil(threads).max(1);
+    let results: Vec<(Option<PathBuf>, Vec<usize>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|r| check_one(r)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut plan = CachePlan::default();
+    for (i, (record, (entry, excluded))) in records.iter().zip(results).enumerate() {
+        match entry {
+            Some(entry) => plan.sources.push(entry),
+            None => plan.fresh.push(i),
+        }
+        for layer in excluded {
+            let p = &record.package_record;
+            let text = format!("{} =={} {}", p.name.as_normalized(), p.version, p.build);
+            match MatchSpec::from_str(&text, ParseStrictness::Lenient) {
+                Ok(spec) => plan.excluded.push((layer, spec)),
+                Err(e) => tracing::warn!("cannot exclude {text} from the cache layer: {e}"),
+            }
+        }
+    }
+    plan
+}
+
+/// rattler hard-links from the cache only when the cache entry and the prefix are on the same
+/// device (`st_dev`) and silently copies otherwise; say so, once per install.
+fn notice_copies(prefix: &Path, shown_prefix: &Path, caches: &[PathBuf]) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(target) = fs_err::metadata(prefix).map(|m| m.dev()) else {
+        return;
+    };
+    let other = caches
+        .iter()
+        .find(|c| fs_err::metadata(c).is_ok_and(|m| m.dev() != target));
+    if let Some(cache) = other {
+        eprintln!(
+            "airlock: the package cache {} is on another filesystem than {}: files are copied, not hard-linked",
+            cache.display(),
+            shown_prefix.display()
+        );
+    }
+}
+
+/// Whether symbolic links can be created in `prefix` (rattler asks this once per package by
+/// creating and removing a link; once per install is enough).
+fn can_symlink(prefix: &Path) -> bool {
+    let probe = prefix.join(format!(".airlock-symlink-probe-{}", std::process::id()));
+    let ok = std::os::unix::fs::symlink("./", &probe).is_ok();
+    let _ = fs_err::remove_file(&probe);
+    ok
 }
 
 /// What, besides the records, goes into an install.
@@ -195,11 +321,44 @@ async fn install_into(
         .map(|r| dist_string(&r.repodata_record))
         .collect();
     let after: Vec<String> = records.iter().map(dist_string).collect();
+    let to_link: Vec<&RepoDataRecord> = records
+        .iter()
+        .zip(&after)
+        .filter(|(_, dist)| !before.contains(dist))
+        .map(|(r, _)| r)
+        .collect();
+    fs_err::create_dir_all(prefix)?;
+    let plan = {
+        let settings = settings.clone();
+        let to_link: Vec<RepoDataRecord> = to_link.iter().map(|r| (*r).clone()).collect();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&RepoDataRecord> = to_link.iter().collect();
+            check_cache(&settings, &refs)
+        })
+        .await
+        .map_err(|e| EnvError::io(prefix, std::io::Error::other(e)))?
+    };
+    let mut caches: Vec<PathBuf> = plan
+        .sources
+        .iter()
+        .filter_map(|entry| entry.parent().map(Path::to_path_buf))
+        .collect();
+    if !plan.fresh.is_empty() {
+        fs_err::create_dir_all(&settings.pkgs_dir)?;
+        caches.push(settings.pkgs_dir.clone());
+    }
+    caches.dedup();
+    notice_copies(prefix, final_prefix.unwrap_or(prefix), &caches);
     let mut installer = Installer::new()
-        .with_package_cache(package_cache(settings))
+        .with_package_cache(package_cache_excluding(settings, &plan.excluded))
         .with_target_platform(platform)
         .with_requested_specs(options.requested_specs.clone())
-        .with_installed_packages(installed.to_vec());
+        .with_installed_packages(installed.to_vec())
+        .with_link_options(LinkOptions {
+            allow_symbolic_links: Some(can_symlink(prefix)),
+            allow_hard_links: None,
+            allow_ref_links: None,
+        });
     if let Some(final_prefix) = final_prefix {
         installer = installer.with_alternative_target_prefix(final_prefix);
     }
@@ -207,12 +366,20 @@ async fn install_into(
         installer = installer.with_reporter(LineReporter::default());
     }
     installer
-        .install(prefix, records)
+        .install(prefix, records.clone())
         .await
         .map_err(|e| EnvError::Install {
             prefix: final_prefix.unwrap_or(prefix).to_path_buf(),
             message: error_chain(&e),
         })?;
+    if settings.verify == Verify::Stamp {
+        for &i in &plan.fresh {
+            if let Some(record) = to_link.get(i) {
+                let entry = settings.pkgs_dir.join(crate::verify::entry_name(record));
+                crate::verify::stamp_fresh_entry(&settings.pkgs_dir, &entry, record);
+            }
+        }
+    }
     write_history(prefix, &before, &after, options)?;
     write_state(prefix, &options.variables)?;
     Ok(())

@@ -29,6 +29,7 @@ pub mod ops;
 pub mod pip;
 pub mod solve;
 pub mod testchannel;
+pub mod verify;
 pub mod yaml;
 
 pub use error::{EnvError, Result};

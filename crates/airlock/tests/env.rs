@@ -700,14 +700,118 @@ fn copy_dir(from: &Path, to: &Path) {
 fn corrupt_cached_package_is_fetched_again() {
     let s = Sandbox::new();
     s.ok(&["env", "create", "-n", "first", "hello"]);
-    let cached = cache_entry(&s, "greeting-data-2.0-0").join("share/greeting-data/greeting.txt");
-    // Break the hard link to the first environment, then corrupt the cache's copy.
+    let rel = "share/greeting-data/greeting.txt";
+    let cached = cache_entry(&s, "greeting-data-2.0-0").join(rel);
+    let read = |env: &str| std::fs::read_to_string(s.prefix(env).join(rel)).unwrap();
+    // A second install from an intact cache links the same inode (the stamp matched).
+    s.ok(&["env", "create", "-n", "intact", "hello"]);
+    assert_eq!(inode(&s.prefix("intact").join(rel)), inode(&cached));
+
+    // Replaced: break the hard link to the first environment, then corrupt the cache's copy.
     std::fs::remove_file(&cached).unwrap();
     std::fs::write(&cached, "garbage, same length!").unwrap();
-    s.ok(&["env", "create", "-n", "second", "hello"]);
-    let text = std::fs::read_to_string(s.prefix("second").join("share/greeting-data/greeting.txt"))
+    let out = s.run(&["env", "create", "-n", "second", "hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("is corrupt"), "{stderr}");
+    assert_eq!(read("second"), "Hello again\n");
+
+    // Truncated in place (the inode the environments share).
+    let cached = cache_entry(&s, "greeting-data-2.0-0").join(rel);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cached)
+        .unwrap()
+        .set_len(3)
         .unwrap();
-    assert_eq!(text, "Hello again\n");
+    let out = s.run(&["env", "create", "-n", "third", "hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("is corrupt"), "{stderr}");
+    assert_eq!(read("third"), "Hello again\n");
+
+    // Rewritten in place with the same size and the old modification time: the stamp (size,
+    // mtime, inode) cannot see it; AIRLOCK_VERIFY=full hashes every file and does.
+    let cached = cache_entry(&s, "greeting-data-2.0-0").join(rel);
+    let mtime = std::fs::metadata(&cached).unwrap().modified().unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cached)
+        .unwrap();
+    std::io::Write::write_all(&mut &file, b"Hello AGAIN\n").unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    let out = s
+        .command()
+        .args(["env", "create", "-n", "fourth", "hello"])
+        .env("AIRLOCK_VERIFY", "full")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(read("fourth"), "Hello again\n");
+}
+
+fn inode(path: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+}
+
+#[test]
+fn cache_on_another_filesystem_copies_and_says_so_once() {
+    use std::os::unix::fs::MetadataExt as _;
+    let s = Sandbox::new();
+    let rel = "share/greeting-data/greeting.txt";
+    let out = s.run(&["env", "create", "-n", "same", "hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("another filesystem"), "{stderr}");
+    assert!(
+        std::fs::metadata(s.prefix("same").join(rel))
+            .unwrap()
+            .nlink()
+            > 1
+    );
+
+    // /dev/shm is a tmpfs: a cache there and environments on the disk cannot share inodes.
+    let shm = tempfile::Builder::new()
+        .prefix("airlock-env-test-pkgs-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    assert_ne!(
+        std::fs::metadata(shm.path()).unwrap().dev(),
+        std::fs::metadata(s.path("data")).unwrap().dev(),
+        "/dev/shm must be another filesystem than the test's directory"
+    );
+    let out = s
+        .command()
+        .args(["env", "create", "-n", "copied", "hello"])
+        .env("AIRLOCK_PKGS_DIR", shm.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("is on another filesystem").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&shm.path().display().to_string()),
+        "{stderr}"
+    );
+    let file = s.prefix("copied").join(rel);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "Hello again\n");
+    assert_eq!(std::fs::metadata(&file).unwrap().nlink(), 1);
+    // conda-meta records the copy (link type 3), as conda does.
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            s.prefix("copied")
+                .join("conda-meta/greeting-data-2.0-0.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["link"]["type"], 3, "{meta}");
 }
 
 #[test]

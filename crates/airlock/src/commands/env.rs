@@ -20,7 +20,7 @@ pub const ENV_ENVS_DIR: &str = "AIRLOCK_ENVS_DIR";
 pub const ENV_PKGS_DIR: &str = "AIRLOCK_PKGS_DIR";
 /// `AIRLOCK_OFFLINE`: `1`/`true` refuses remote channels.
 pub const ENV_OFFLINE: &str = "AIRLOCK_OFFLINE";
-/// `AIRLOCK_VERIFY`: `skip`, `fast` or `full` checking of cached packages.
+/// `AIRLOCK_VERIFY`: `skip`, `fast`, `stamp` (default) or `full` checking of cached packages.
 pub const ENV_VERIFY: &str = "AIRLOCK_VERIFY";
 /// `AIRLOCK_CONFIG`: the config file, default `$XDG_CONFIG_HOME/airlock/config.toml`.
 pub const ENV_CONFIG: &str = "AIRLOCK_CONFIG";
@@ -230,8 +230,9 @@ fn settings() -> anyhow::Result<Settings> {
         None | Some("") => None,
         Some("skip") => Some(Verify::Skip),
         Some("fast") => Some(Verify::Fast),
+        Some("stamp") => Some(Verify::Stamp),
         Some("full") => Some(Verify::Full),
-        Some(other) => anyhow::bail!("{ENV_VERIFY}={other}: expected skip, fast or full"),
+        Some(other) => anyhow::bail!("{ENV_VERIFY}={other}: expected skip, fast, stamp or full"),
     };
     let overrides = Overrides {
         channel_alias: std::env::var(ENV_CHANNEL_ALIAS)
