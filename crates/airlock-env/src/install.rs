@@ -179,6 +179,28 @@ pub struct InstallOptions {
     pub progress: bool,
 }
 
+/// Removes a failed install's staging directory. rattler's installer returns on the first
+/// error while tasks it spawned may still be writing into the directory for a moment, so a
+/// removal that races with them is retried.
+async fn remove_staging(staging: &Path) {
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(50));
+    for _ in 0..20 {
+        if let Err(e) = fs_err::remove_dir_all(staging)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::debug!("removing the staging directory: {e}");
+        }
+        pause().await;
+        if !staging.exists() {
+            return;
+        }
+    }
+    tracing::warn!(
+        "could not remove the staging directory {}; the next run removes it",
+        staging.display()
+    );
+}
+
 /// Removes staging directories left beside `target` by a killed run.
 pub fn clean_stale_staging(parent: &Path) {
     let Ok(entries) = fs_err::read_dir(parent) else {
@@ -258,7 +280,7 @@ pub async fn create(
     }
     let result = install_into(settings, &staging, Some(target), records, options, &[]).await;
     if let Err(e) = result {
-        let _ = fs_err::remove_dir_all(&staging);
+        remove_staging(&staging).await;
         return Err(e);
     }
     if target.exists() {
@@ -276,8 +298,11 @@ pub async fn create(
     Ok(())
 }
 
-/// Brings an existing environment to exactly `records`, in place (only changed packages are
-/// unlinked and linked).
+/// Brings an existing environment to exactly `records`, atomically like [`create`]: the
+/// environment is cloned beside itself with hard links (files the update replaces are removed
+/// or renamed in the clone, never written through), the transaction (only changed packages
+/// are unlinked and linked) runs in the clone with `prefix` patched into placeholders, and the
+/// clone is renamed into place at the end. A failure leaves the environment as it was.
 pub async fn update(
     settings: &Settings,
     prefix: &Path,
@@ -285,7 +310,67 @@ pub async fn update(
     options: &InstallOptions,
 ) -> Result<()> {
     let installed = installed_records(prefix)?;
-    install_into(settings, prefix, None, records, options, &installed).await
+    let parent = prefix
+        .parent()
+        .ok_or_else(|| EnvError::InvalidName(prefix.display().to_string()))?;
+    clean_stale_staging(parent);
+    let staging = staging_dir(prefix)?;
+    if staging.exists() {
+        fs_err::remove_dir_all(&staging)?;
+    }
+    let result = async {
+        let (from, to) = (prefix.to_path_buf(), staging.clone());
+        tokio::task::spawn_blocking(move || clone_tree(&from, &to))
+            .await
+            .map_err(|e| EnvError::io(prefix, std::io::Error::other(e)))??;
+        install_into(
+            settings,
+            &staging,
+            Some(prefix),
+            records,
+            options,
+            &installed,
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = result {
+        remove_staging(&staging).await;
+        return Err(e);
+    }
+    let old = parent.join(format!(
+        ".{}{STAGING_MARKER}old-{}",
+        prefix.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    fs_err::rename(prefix, &old)?;
+    if let Err(e) = fs_err::rename(&staging, prefix) {
+        let _ = fs_err::rename(&old, prefix);
+        return Err(e.into());
+    }
+    fs_err::remove_dir_all(&old)?;
+    Ok(())
+}
+
+/// Recreates the tree `from` at `to`: directories made, files hard-linked (copied when they
+/// cannot be), symbolic links recreated.
+fn clone_tree(from: &Path, to: &Path) -> Result<()> {
+    fs_err::create_dir(to)?;
+    fs_err::set_permissions(to, fs_err::metadata(from)?.permissions())?;
+    for entry in fs_err::read_dir(from)? {
+        let entry = entry?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(|e| EnvError::io(&source, e))?;
+        if kind.is_dir() {
+            clone_tree(&source, &target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs_err::read_link(&source)?, &target)
+                .map_err(|e| EnvError::io(&target, e))?;
+        } else if fs_err::hard_link(&source, &target).is_err() {
+            fs_err::copy(&source, &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// The records installed in `prefix` (empty when it has no `conda-meta`).
@@ -434,8 +519,8 @@ fn write_history(
         let _ = writeln!(text, "# update specs: [{}]", quoted.join(", "));
     }
     fs_err::create_dir_all(prefix.join("conda-meta"))?;
-    fs_err::write(&path, text)?;
-    Ok(())
+    // Never written through: in an update the file is a hard link to the live environment's.
+    crate::envs::write_atomic(&path, text.as_bytes())
 }
 
 /// `conda-meta/state`: conda's place for `variables:`; activation exports them.
@@ -449,8 +534,7 @@ fn write_state(prefix: &Path, variables: &[(String, String)]) -> Result<()> {
         .collect();
     let text = serde_json::to_string_pretty(&serde_json::json!({ "env_vars": vars }))
         .map_err(|e| EnvError::io(prefix.join("conda-meta/state"), std::io::Error::other(e)))?;
-    fs_err::write(prefix.join("conda-meta").join("state"), text)?;
-    Ok(())
+    crate::envs::write_atomic(&prefix.join("conda-meta").join("state"), text.as_bytes())
 }
 
 /// Reads the specs the user asked for from `conda-meta/history` (`# update specs:` adds,

@@ -202,8 +202,12 @@ fn stamp_matches(stamp: &Path, entry: &Path, sha: &str) -> bool {
         let Ok(meta) = std::fs::symlink_metadata(entry.join(rel)) else {
             return false;
         };
-        let now = format!("{}.{:09}", meta.mtime(), meta.mtime_nsec());
-        if size != meta.len().to_string() || mtime != now || ino != meta.ino().to_string() {
+        let (secs, nanos) = mtime.split_once('.').unwrap_or((mtime, ""));
+        let same = size.parse() == Ok(meta.len())
+            && secs.parse() == Ok(meta.mtime())
+            && nanos.parse() == Ok(meta.mtime_nsec())
+            && ino.parse() == Ok(meta.ino());
+        if !same {
             tracing::debug!("cache stamp mismatch for {}/{rel}", entry.display());
             return false;
         }

@@ -500,6 +500,72 @@ fn update_changes_versions_and_keeps_history() {
     assert!(script.contains("(v2)"), "{script}");
 }
 
+/// Every file under `dir` (recursively) with its bytes, or its target for a symbolic link.
+fn tree_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                walk(root, &path, out);
+            } else if meta.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.insert(rel, target.to_string_lossy().into_owned().into_bytes());
+            } else {
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn failed_update_leaves_the_environment_unchanged() {
+    let s = Sandbox::new();
+    // A channel whose index lists hello 2.0 but whose archive is gone: the update solves, then
+    // fails while fetching, after the transaction has started (hello 1.0 is to be unlinked).
+    let broken = s.path("work").join("broken-channel");
+    copy_dir(&channels_root().join("conda-forge"), &broken);
+    std::fs::remove_file(broken.join("noarch/hello-2.0-0.conda")).unwrap();
+    let url = url::Url::from_directory_path(&broken).unwrap();
+    s.ok(&["env", "create", "-n", "up", "-c", url.as_str(), "hello=1.0"]);
+    let prefix = s.prefix("up");
+    let before = tree_bytes(&prefix);
+    assert!(before.contains_key("bin/hello"), "{:?}", before.keys());
+
+    let err = s.fails(&["env", "update", "-n", "up", "hello=2.0"]);
+    assert!(err.contains("hello-2.0-0"), "{err}");
+    let after = tree_bytes(&prefix);
+    assert!(
+        after == before,
+        "the failed update changed the environment: {:?}",
+        after.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        leftovers(&s.envs_dir()).is_empty(),
+        "{:?}",
+        leftovers(&s.envs_dir())
+    );
+
+    // An unsatisfiable update fails before anything is installed.
+    let err = s.fails(&["env", "update", "-n", "up", "hello=9"]);
+    assert!(err.contains("hello"), "{err}");
+    assert!(tree_bytes(&prefix) == before);
+
+    // A good update replaces the environment and the old one is gone.
+    s.ok(&["env", "update", "-n", "up", "libfoo"]);
+    assert!(installed(&prefix).contains(&"libfoo-1.2-h0".to_owned()));
+    assert!(installed(&prefix).contains(&"hello-1.0-0".to_owned()));
+    assert!(leftovers(&s.envs_dir()).is_empty());
+}
+
 #[test]
 fn shell_hook_activates_in_bash_and_prints_fish() {
     let s = Sandbox::new();
