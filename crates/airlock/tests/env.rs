@@ -985,13 +985,10 @@ fn existing_environment_is_not_overwritten_without_force() {
 
 /// A `python` conda package whose interpreter is a venv made by the test: the pip section runs
 /// against a real interpreter that is isolated from the system's site-packages.
-#[test]
-fn pip_section_installs_into_the_environment_interpreter() {
-    if !which("python3") {
-        eprintln!("skipping: python3 is not installed");
-        return;
-    }
-    let s = Sandbox::new();
+/// A channel with a `python` package that is a wrapper around a fresh venv (isolated from the
+/// system Python), a wheel, and an environment.yml with a `pip:` section that installs it
+/// offline. Returns the yml and the venv.
+fn pip_setup(s: &Sandbox) -> (PathBuf, PathBuf) {
     let venv = s.path("venv");
     let status = Command::new("python3")
         .args(["-m", "venv"])
@@ -1021,6 +1018,33 @@ fn pip_section_installs_into_the_environment_interpreter() {
             wheels.display()
         ),
     );
+    (yml, venv)
+}
+
+/// The INSTALLER recorded in the venv for `tinypkg` (`pip` or `uv`).
+fn tinypkg_installer(venv: &Path) -> String {
+    let lib = venv.join("lib");
+    let python_dir = std::fs::read_dir(&lib)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::read_to_string(python_dir.join("site-packages/tinypkg-0.1.dist-info/INSTALLER"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn pip_section_installs_into_the_environment_interpreter() {
+    if !which("python3") {
+        eprintln!("skipping: python3 is not installed");
+        return;
+    }
+    let s = Sandbox::new();
+    let (yml, venv) = pip_setup(&s);
+    let wheels = s.path("work/wheels");
     let out = s
         .command()
         .args(["env", "create", "-f", yml.to_str().unwrap()])
@@ -1032,6 +1056,8 @@ fn pip_section_installs_into_the_environment_interpreter() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Without uv on PATH, the environment's own `python -m pip` installed it.
+    assert_eq!(tinypkg_installer(&venv), "pip");
     let requirements =
         std::fs::read_to_string(s.path("work/proj/environment.airlock-pip-requirements.txt"))
             .unwrap();
@@ -1057,6 +1083,54 @@ fn pip_section_installs_into_the_environment_interpreter() {
     assert!(export.contains("  - pip:\n"), "{export}");
     assert!(export.contains("      - tinypkg==0.1\n"), "{export}");
     assert!(export.contains("  - python=3.11.99\n"), "{export}");
+}
+
+/// `uv` from PATH, else from the CI venv (`.ci/requirements.txt`, which `scripts/test` puts on
+/// PATH).
+fn uv_dir() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let ci = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ci-venv/bin");
+    std::env::split_paths(&path)
+        .chain(std::iter::once(ci))
+        .find(|d| d.join("uv").is_file())
+        .expect("uv is not installed: install .ci/requirements.txt into target/ci-venv (.ci/run)")
+}
+
+#[test]
+fn pip_section_uses_uv_when_it_is_on_path() {
+    if !which("python3") {
+        eprintln!("skipping: python3 is not installed");
+        return;
+    }
+    let s = Sandbox::new();
+    let (yml, venv) = pip_setup(&s);
+    let path = std::env::join_paths(
+        std::iter::once(uv_dir()).chain(std::env::split_paths(&path_without_uv())),
+    )
+    .unwrap();
+    let out = s
+        .command()
+        .args(["env", "create", "-f", yml.to_str().unwrap()])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tinypkg_installer(&venv), "uv");
+    let out = s.ok(&[
+        "env",
+        "run",
+        "-n",
+        "withpip",
+        "--",
+        "python",
+        "-c",
+        "import tinypkg; print(tinypkg.VERSION)",
+    ]);
+    assert_eq!(out.trim(), "0.1");
 }
 
 fn path_without_uv() -> std::ffi::OsString {
