@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use rattler::install::{Installer, LinkOptions, Reporter, Transaction};
+use rattler::install::{IndicatifReporter, Installer, LinkOptions, Reporter, Transaction};
 use rattler_cache::package_cache::{PackageCache, PackageCacheLayer};
 use rattler_cache::validation::ValidationMode;
 use rattler_conda_types::{MatchSpec, ParseStrictness, PrefixRecord, RepoDataRecord, Subdir};
@@ -175,7 +175,7 @@ pub struct InstallOptions {
     pub history_date: Option<String>,
     /// The target platform.
     pub platform: Option<Subdir>,
-    /// Print one line per package on stderr.
+    /// Report progress on stderr: bars on a terminal, one line per package otherwise.
     pub progress: bool,
 }
 
@@ -448,7 +448,13 @@ async fn install_into(
         installer = installer.with_alternative_target_prefix(final_prefix);
     }
     if options.progress {
-        installer = installer.with_reporter(LineReporter::default());
+        // Bars on a terminal (download, extract, link); plain lines for logs and pipes.
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            installer = installer
+                .with_reporter(IndicatifReporter::builder().clear_when_done(true).finish());
+        } else {
+            installer = installer.with_reporter(LineReporter::default());
+        }
     }
     installer
         .install(prefix, records.clone())
