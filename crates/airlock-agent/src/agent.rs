@@ -77,6 +77,11 @@ fn lock_hash(passphrase: &[u8], salt: &[u8; 16]) -> Zeroizing<[u8; 32]> {
 }
 
 impl Agent {
+    /// The gate every key use passes (policy, confirmation, audit).
+    pub fn gate(&self) -> &Gate {
+        &self.options.gate
+    }
+
     /// A new, empty, unlocked agent.
     pub fn new(options: AgentOptions) -> Arc<Self> {
         Arc::new(Self {

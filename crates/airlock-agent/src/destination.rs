@@ -56,10 +56,24 @@ impl HostKey {
 pub struct Binding {
     /// The host key the session was bound to.
     pub host_key: HostKey,
+    /// Its SHA256 fingerprint, computed once at bind time.
+    pub fingerprint: String,
     /// The session identifier.
     pub session_id: Vec<u8>,
     /// Whether the bind was for a forwarded agent connection.
     pub forwarded: bool,
+}
+
+impl Binding {
+    /// A bind of `session_id` to `host_key`.
+    pub fn new(host_key: HostKey, session_id: Vec<u8>, forwarded: bool) -> Self {
+        Self {
+            fingerprint: host_key.fingerprint(),
+            host_key,
+            session_id,
+            forwarded,
+        }
+    }
 }
 
 /// What the agent knows about one client connection's SSH sessions.
@@ -122,11 +136,11 @@ impl SessionState {
         if self.binds.len() >= MAX_BINDS {
             return Err(BindError::TooMany);
         }
-        self.binds.push(Binding {
+        self.binds.push(Binding::new(
             host_key,
-            session_id: req.session_id.clone(),
-            forwarded: req.is_forwarding,
-        });
+            req.session_id.clone(),
+            req.is_forwarding,
+        ));
         Ok(())
     }
 
@@ -140,7 +154,7 @@ impl SessionState {
     pub fn chain(&self) -> Vec<(String, bool)> {
         self.binds
             .iter()
-            .map(|b| (b.host_key.fingerprint(), b.forwarded))
+            .map(|b| (b.fingerprint.clone(), b.forwarded))
             .collect()
     }
 }

@@ -218,6 +218,13 @@ impl Gate {
         }
     }
 
+    /// Wait until the audit log holds every decision recorded so far.
+    pub fn flush_audit(&self) {
+        if let Some(audit) = &self.audit {
+            audit.flush();
+        }
+    }
+
     /// Record a decision about something other than a signature (add, remove, lock, ...).
     pub fn record_other(
         &self,
@@ -253,7 +260,7 @@ impl Gate {
             SignKind::UserAuth(u) => (None, Some(u.user.clone())),
             SignKind::Other => (None, None),
         };
-        audit.record(&AuditEvent {
+        audit.record(AuditEvent {
             connection: conn.id,
             peer: conn.peer.clone(),
             operation: operation.to_owned(),
@@ -276,9 +283,9 @@ impl Gate {
                 names: self
                     .policy
                     .as_ref()
-                    .map(|p| p.host_names(&b.host_key))
+                    .map(|p| p.binding_names(b))
                     .unwrap_or_default(),
-                fingerprint: b.host_key.fingerprint(),
+                fingerprint: b.fingerprint.clone(),
                 forwarded: b.forwarded,
             })
             .collect()

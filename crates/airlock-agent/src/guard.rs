@@ -37,6 +37,8 @@ pub async fn serve(listener: UnixListener, guard: Arc<Guard>, shutdown: impl Fut
             if let Err(e) = serve_connection(stream, conn, &guard).await {
                 tracing::debug!(connection = id, "connection ended: {e}");
             }
+            // Whatever this connection recorded before it broke off.
+            guard.gate.flush_audit();
         }
     })
     .await;
@@ -96,7 +98,10 @@ async fn serve_connection(
                 Response::Failure
             }
         };
-        stream.write_all(&response.encode()).await?;
+        let sent = stream.write_all(&response.encode()).await;
+        // The audit lines of this request go to disk after the answer, not before it.
+        guard.gate.flush_audit();
+        sent?;
     }
     Ok(())
 }

@@ -85,6 +85,11 @@ pub trait Policy: Send + Sync {
     fn host_names(&self, _key: &HostKey) -> Vec<String> {
         Vec::new()
     }
+
+    /// The names of a bound host (as [`Policy::host_names`], with the bind's fingerprint).
+    fn binding_names(&self, bind: &Binding) -> Vec<String> {
+        self.host_names(&bind.host_key)
+    }
 }
 
 /// One hop of a chain as the audit log records it.
@@ -125,6 +130,11 @@ pub struct AuditEvent {
 
 /// Where decisions are recorded.
 pub trait AuditSink: Send + Sync {
-    /// Record one decision. Must not block for long: called on the request path.
-    fn record(&self, event: &AuditEvent);
+    /// Record one decision. Must not block for long: called on the request path, before the
+    /// answer is sent.
+    fn record(&self, event: AuditEvent);
+
+    /// Store every decision recorded so far: called by each connection right after it has
+    /// sent its answer, and when the agent stops.
+    fn flush(&self) {}
 }

@@ -152,7 +152,10 @@ pub async fn serve_connection(mut stream: UnixStream, mut conn: Connection, agen
             }
         };
         zeroize::Zeroize::zeroize(&mut body);
-        if stream.write_all(&response.encode()).await.is_err() {
+        let sent = stream.write_all(&response.encode()).await;
+        // The audit lines of this request go to disk after the answer, not before it.
+        agent.gate().flush_audit();
+        if sent.is_err() {
             return;
         }
     }

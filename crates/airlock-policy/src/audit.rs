@@ -1,6 +1,7 @@
-//! The audit log: one JSON object per line per decision, appended with a single `write(2)` on
-//! an `O_APPEND` descriptor (so lines from several writers never interleave), file 0600 and
-//! directory 0700 from creation, rotated by size (`audit.jsonl` → `audit.jsonl.1` → ...).
+//! The audit log: one JSON object per line per decision, appended in whole lines with `write(2)`
+//! on an `O_APPEND` descriptor (so lines from several writers never interleave), right after
+//! the agent has answered; file 0600 and directory 0700 from creation, rotated by size
+//! (`audit.jsonl` → `audit.jsonl.1` → ...).
 //! Fingerprints only: never key material.
 
 use std::fs::{File, OpenOptions};
@@ -148,20 +149,34 @@ impl AuditRecord {
 
 struct Open {
     file: File,
+    /// Bytes in the file as far as this writer knows (others may have appended since).
+    size: u64,
 }
 
-/// An append-only audit log with size rotation. Implements [`AuditSink`].
-pub struct AuditLog {
+/// The file, its rotation settings and the descriptor.
+struct Shared {
     path: PathBuf,
     max_bytes: u64,
     keep: usize,
     open: Mutex<Open>,
 }
 
+/// An append-only audit log with size rotation. Implements [`AuditSink`].
+///
+/// [`AuditSink::record`] is called on the agent's request path, before the answer goes out, so
+/// it only stamps the event and queues it; the connection's task writes the queue with
+/// [`AuditLog::flush`] right after sending the answer (whole lines, in order, in one
+/// `write(2)`), so the client does not wait for the disk. The agent also flushes when it
+/// stops, and dropping the log flushes.
+pub struct AuditLog {
+    shared: Shared,
+    pending: Mutex<Vec<(AuditEvent, OffsetDateTime)>>,
+}
+
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
-            .field("path", &self.path)
+            .field("path", &self.shared.path)
             .finish_non_exhaustive()
     }
 }
@@ -208,55 +223,49 @@ impl AuditLog {
     ) -> Result<Self, PolicyError> {
         let path = path.into();
         let file = open_append(&path)?;
+        let size = file.metadata().map_or(0, |m| m.len());
         Ok(Self {
-            path,
-            max_bytes,
-            keep,
-            open: Mutex::new(Open { file }),
+            shared: Shared {
+                path,
+                max_bytes,
+                keep,
+                open: Mutex::new(Open { file, size }),
+            },
+            pending: Mutex::new(Vec::new()),
         })
     }
 
     /// The log's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
-    /// Append one record as one line.
+    /// Append one record as one line, now, on this thread.
     pub fn append(&self, record: &AuditRecord) -> Result<(), PolicyError> {
         let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let size = open.file.metadata().map_or(0, |m| m.len());
-        if size > 0 && size + line.len() as u64 > self.max_bytes {
-            self.rotate(&mut open)?;
-        }
-        // One write(2) on an O_APPEND descriptor: the line lands whole at the end, whatever
-        // other writers do. A short write (disk full) leaves the rest for a second write.
-        let n = open.file.write(&line).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display()))
-        })?;
-        if let Some(rest) = line.get(n..).filter(|r| !r.is_empty()) {
-            open.file.write_all(rest)?;
-        }
-        Ok(())
+        self.shared.write_lines(&line)
     }
 
-    /// Rename `.N-1` → `.N` ... the log → `.1`, then reopen: done under the mutex, so no line
-    /// is written in between and none is lost.
-    fn rotate(&self, open: &mut Open) -> Result<(), PolicyError> {
-        if self.keep == 0 {
-            open.file.set_len(0)?;
-            return Ok(());
-        }
-        for n in (1..self.keep).rev() {
-            let from = rotated_path(&self.path, n);
-            if from.exists() {
-                fs_err::rename(&from, rotated_path(&self.path, n + 1))?;
+    /// Write every queued record to the file, on this thread.
+    pub fn flush(&self) {
+        let queued = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            if pending.is_empty() {
+                return;
+            }
+            std::mem::take(&mut *pending)
+        };
+        let mut lines = Vec::with_capacity(queued.len() * 400);
+        for (event, at) in &queued {
+            match serde_json::to_writer(&mut lines, &AuditRecord::from_event_at(event, *at)) {
+                Ok(()) => lines.push(b'\n'),
+                Err(e) => tracing::warn!("audit log {}: {e}", self.path().display()),
             }
         }
-        fs_err::rename(&self.path, rotated_path(&self.path, 1))?;
-        open.file = open_append(&self.path)?;
-        Ok(())
+        if let Err(e) = self.shared.write_lines(&lines) {
+            tracing::warn!("audit log {}: {e}", self.path().display());
+        }
     }
 
     /// The log files, oldest first: `.keep` ... `.1`, then the log itself (those that exist).
@@ -273,11 +282,81 @@ impl AuditLog {
     }
 }
 
-impl AuditSink for AuditLog {
-    fn record(&self, event: &AuditEvent) {
-        if let Err(e) = self.append(&AuditRecord::from_event(event)) {
-            tracing::warn!("audit log {}: {e}", self.path.display());
+impl Shared {
+    /// Append `lines` (whole lines), rotating first whenever the next line would take the file
+    /// past its size; each run of lines between rotations goes out in one `write(2)` on the
+    /// `O_APPEND` descriptor, so it lands whole at the end whatever other writers do.
+    fn write_lines(&self, lines: &[u8]) -> Result<(), PolicyError> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut rest = lines;
+        while !rest.is_empty() {
+            // The longest run of whole lines that fits (at least one line).
+            let mut take = 0;
+            for line in rest.split_inclusive(|&b| b == b'\n') {
+                let next = take + line.len();
+                if take > 0 && open.size + next as u64 > self.max_bytes {
+                    break;
+                }
+                take = next;
+            }
+            let (chunk, after) = rest.split_at(take);
+            if open.size + chunk.len() as u64 > self.max_bytes {
+                // Others may have written too (or rotated): ask the file before rotating.
+                open.size = open.file.metadata().map_or(open.size, |m| m.len());
+                if open.size > 0 && open.size + chunk.len() as u64 > self.max_bytes {
+                    self.rotate(&mut open)?;
+                }
+            }
+            let n = open.file.write(chunk).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display()))
+            })?;
+            // A short write (disk full) leaves the rest for a second write.
+            if let Some(left) = chunk.get(n..).filter(|r| !r.is_empty()) {
+                open.file.write_all(left)?;
+            }
+            open.size += chunk.len() as u64;
+            rest = after;
         }
+        Ok(())
+    }
+
+    /// Rename `.N-1` → `.N` ... the log → `.1`, then reopen: done under the mutex, so no line
+    /// is written in between and none is lost.
+    fn rotate(&self, open: &mut Open) -> Result<(), PolicyError> {
+        if self.keep == 0 {
+            open.file.set_len(0)?;
+            open.size = 0;
+            return Ok(());
+        }
+        for n in (1..self.keep).rev() {
+            let from = rotated_path(&self.path, n);
+            if from.exists() {
+                fs_err::rename(&from, rotated_path(&self.path, n + 1))?;
+            }
+        }
+        fs_err::rename(&self.path, rotated_path(&self.path, 1))?;
+        open.file = open_append(&self.path)?;
+        open.size = open.file.metadata().map_or(0, |m| m.len());
+        Ok(())
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl AuditSink for AuditLog {
+    fn record(&self, event: AuditEvent) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((event, OffsetDateTime::now_utc()));
+    }
+
+    fn flush(&self) {
+        AuditLog::flush(self);
     }
 }
 
@@ -329,7 +408,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/airlock/audit.jsonl");
         let log = AuditLog::open(&path).unwrap();
-        log.record(&event(7));
+        log.record(event(7));
+        log.flush();
         let text = std::fs::read_to_string(&path).unwrap();
         let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(v["connection"], 7);
@@ -381,7 +461,7 @@ mod tests {
                 };
                 std::thread::spawn(move || {
                     for i in 0..200 {
-                        log.record(&event(t * 1000 + i));
+                        log.record(event(t * 1000 + i));
                     }
                 })
             })
@@ -389,6 +469,8 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
+        log.flush();
+        other.flush();
         let records = lines(&[path]);
         assert_eq!(records.len(), 1600);
         let mut ids: Vec<u64> = records.iter().map(|r| r.connection).collect();
@@ -407,7 +489,7 @@ mod tests {
                 let log = Arc::clone(&log);
                 std::thread::spawn(move || {
                     for i in 0..100 {
-                        log.record(&event(t * 1000 + i));
+                        log.record(event(t * 1000 + i));
                     }
                 })
             })
@@ -415,6 +497,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
+        log.flush();
         let files = AuditLog::files(&path, 100);
         assert!(files.len() > 3, "{files:?}");
         for f in &files {
@@ -434,13 +517,27 @@ mod tests {
     }
 
     #[test]
+    fn dropping_the_log_writes_what_was_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        for i in 0..500 {
+            log.record(event(i));
+        }
+        drop(log);
+        let ids: Vec<u64> = lines(&[path]).iter().map(|r| r.connection).collect();
+        assert_eq!(ids, (0..500).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn rotation_keeps_only_keep_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let log = AuditLog::with_rotation(&path, 1024, 3).unwrap();
         for i in 0..200 {
-            log.record(&event(i));
+            log.record(event(i));
         }
+        log.flush();
         assert!(rotated_path(&path, 3).exists());
         assert!(!rotated_path(&path, 4).exists());
         let records = lines(&AuditLog::files(&path, 3));

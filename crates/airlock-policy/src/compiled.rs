@@ -362,10 +362,10 @@ impl CompiledPolicy {
         chain
             .iter()
             .map(|b| Hop {
-                names: self.index.host_names(&b.host_key),
-                fingerprint: b.host_key.fingerprint(),
+                names: self.index.host_names_fp(&b.host_key, &b.fingerprint),
+                fingerprint: b.fingerprint.clone(),
                 forwarded: b.forwarded,
-                revoked: self.index.is_revoked(&b.host_key),
+                revoked: self.index.is_revoked_fp(&b.host_key, &b.fingerprint),
             })
             .collect()
     }
@@ -678,5 +678,9 @@ impl Policy for CompiledPolicy {
 
     fn host_names(&self, key: &HostKey) -> Vec<String> {
         self.index.host_names(key)
+    }
+
+    fn binding_names(&self, bind: &Binding) -> Vec<String> {
+        self.index.host_names_fp(&bind.host_key, &bind.fingerprint)
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use airlock_agent::destination::HostKey;
+use airlock_agent::destination::{Binding, HostKey};
 use airlock_agent::policy::{Decision, Policy, Query};
 
 use crate::PolicyError;
@@ -169,5 +169,9 @@ impl Policy for PolicyHandle {
 
     fn host_names(&self, key: &HostKey) -> Vec<String> {
         self.current().host_names(key)
+    }
+
+    fn binding_names(&self, bind: &Binding) -> Vec<String> {
+        self.current().binding_names(bind)
     }
 }

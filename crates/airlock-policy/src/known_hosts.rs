@@ -360,7 +360,15 @@ impl HostIndex {
 
     /// Whether a host key (or a certificate's key or CA) is marked `@revoked`.
     pub fn is_revoked(&self, key: &HostKey) -> bool {
-        let subject = self.revoked.contains(&fingerprint(key.key_data()));
+        self.is_revoked_fp(key, &fingerprint(key.key_data()))
+    }
+
+    /// [`Self::is_revoked`] for a key whose fingerprint `fp` is known.
+    pub fn is_revoked_fp(&self, key: &HostKey, fp: &str) -> bool {
+        if self.revoked.is_empty() {
+            return false;
+        }
+        let subject = self.revoked.contains(fp);
         match key {
             HostKey::Plain(_) => subject,
             HostKey::Certificate(c) => {
@@ -373,14 +381,15 @@ impl HostIndex {
     /// name (and each of its principals) that a `@cert-authority` line for its CA covers and
     /// the certificate is valid for, and by the names of its plain key (ssh falls back to it).
     pub fn host_names(&self, key: &HostKey) -> Vec<String> {
-        if self.is_revoked(key) {
+        self.host_names_fp(key, &fingerprint(key.key_data()))
+    }
+
+    /// [`Self::host_names`] for a key whose fingerprint `fp` is known.
+    pub fn host_names_fp(&self, key: &HostKey, fp: &str) -> Vec<String> {
+        if self.is_revoked_fp(key, fp) {
             return Vec::new();
         }
-        let mut out: BTreeSet<String> = self
-            .names_by_key
-            .get(&fingerprint(key.key_data()))
-            .cloned()
-            .unwrap_or_default();
+        let mut out: BTreeSet<String> = self.names_by_key.get(fp).cloned().unwrap_or_default();
         if let HostKey::Certificate(cert) = key {
             let ca = fingerprint(cert.signature_key());
             let principals = cert.valid_principals().iter().map(|p| p.to_lowercase());

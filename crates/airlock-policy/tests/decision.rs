@@ -205,15 +205,12 @@ impl Fixture {
                     Some(n) => (n, true),
                     None => (h, false),
                 };
-                Binding {
-                    host_key: self
-                        .hosts
-                        .get(name)
-                        .unwrap_or_else(|| panic!("no host {name}"))
-                        .clone(),
-                    session_id: vec![1; 32],
-                    forwarded,
-                }
+                let host_key = self
+                    .hosts
+                    .get(name)
+                    .unwrap_or_else(|| panic!("no host {name}"))
+                    .clone();
+                Binding::new(host_key, vec![1; 32], forwarded)
             })
             .collect()
     }
@@ -869,16 +866,16 @@ fn real_ssh_keygen_hashed_known_hosts() {
     let policy = CompiledPolicy::compile(file, &KnownHosts::load(&[kh]), None, &[], &[]);
     assert!(policy.warnings().is_empty(), "{:?}", policy.warnings());
     let chain = [
-        Binding {
-            host_key: HostKey::Plain(a.public_key().key_data().clone()),
-            session_id: vec![1],
-            forwarded: true,
-        },
-        Binding {
-            host_key: HostKey::Plain(b.public_key().key_data().clone()),
-            session_id: vec![2],
-            forwarded: false,
-        },
+        Binding::new(
+            HostKey::Plain(a.public_key().key_data().clone()),
+            vec![1],
+            true,
+        ),
+        Binding::new(
+            HostKey::Plain(b.public_key().key_data().clone()),
+            vec![2],
+            false,
+        ),
     ];
     let d = policy.decide(&Query {
         fingerprint: "SHA256:k",
@@ -919,11 +916,11 @@ fn handle_reloads_and_keeps_last_good_policy() {
             .contains("airlock policy init")
     );
 
-    let chain = [Binding {
-        host_key: HostKey::Plain(host.public_key().key_data().clone()),
-        session_id: vec![1],
-        forwarded: true,
-    }];
+    let chain = [Binding::new(
+        HostKey::Plain(host.public_key().key_data().clone()),
+        vec![1],
+        true,
+    )];
     let q = Query {
         fingerprint: "SHA256:k",
         comment: "k",
@@ -961,11 +958,11 @@ fn handle_reloads_and_keeps_last_good_policy() {
         format!("gpu {}\ngpu {}\n", openssh(&host), openssh(&other)),
     )
     .unwrap();
-    let chain2 = [Binding {
-        host_key: HostKey::Plain(other.public_key().key_data().clone()),
-        session_id: vec![1],
-        forwarded: true,
-    }];
+    let chain2 = [Binding::new(
+        HostKey::Plain(other.public_key().key_data().clone()),
+        vec![1],
+        true,
+    )];
     let q2 = Query {
         chain: &chain2,
         ..q

@@ -160,11 +160,24 @@ impl Setup {
     }
 
     fn audit_lines(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.audit)
-            .unwrap_or_default()
+        settled_audit(&self.audit)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+}
+
+/// The audit log once the agent's writer thread has caught up: it appends a few microseconds
+/// after each answer, so read until two reads a moment apart agree.
+fn settled_audit(path: &std::path::Path) -> String {
+    let mut last = std::fs::read_to_string(path).unwrap_or_default();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let now = std::fs::read_to_string(path).unwrap_or_default();
+        if now == last {
+            return now;
+        }
+        last = now;
     }
 }
 
@@ -577,8 +590,7 @@ fn approve_answers_confirmations_from_a_terminal() {
     wait_for_request(&agent);
     assert!(!child.wait().unwrap().success(), "unanswered hop succeeded");
     assert!(pending(&agent).is_empty());
-    let audit = std::fs::read_to_string(home.path().join(".local/state/airlock/audit.jsonl"))
-        .unwrap_or_default();
+    let audit = settled_audit(&home.path().join(".local/state/airlock/audit.jsonl"));
     assert!(
         audit.contains("confirm-allow") && audit.contains("confirm-deny"),
         "{audit}"

@@ -210,6 +210,7 @@ async fn serve(
     };
     let _ = stop_tx.send(());
     let _ = server.await;
+    agent.gate().flush_audit();
     tracing::info!("agent stopped");
     Ok(code)
 }

@@ -100,7 +100,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::UnixListener::from_std(listener)?;
         let control = control.and_then(|l| serve_control(l, gate.approvals.clone()));
         let guard = Arc::new(Guard { upstream, gate });
-        airlock_agent::guard::serve(listener, guard, terminated()).await;
+        airlock_agent::guard::serve(listener, Arc::clone(&guard), terminated()).await;
+        guard.gate.flush_audit();
         if let Some(c) = control {
             c.abort();
         }
