@@ -55,6 +55,17 @@ impl AgentProcess {
     /// Start `program` in the foreground on `<dir>/<kind>-<tag>.sock` and wait until it answers a
     /// request-identities.
     pub fn start(kind: AgentKind, program: &Path, dir: &Path, tag: &str) -> anyhow::Result<Self> {
+        Self::start_with(kind, program, dir, tag, &[])
+    }
+
+    /// [`Self::start`] with more arguments after `-D -a SOCKET` (airlock's `--policy` ...).
+    pub fn start_with(
+        kind: AgentKind,
+        program: &Path,
+        dir: &Path,
+        tag: &str,
+        extra: &[&std::ffi::OsStr],
+    ) -> anyhow::Result<Self> {
         let socket = dir.join(format!("{}-{tag}.sock", kind.short()));
         let home = dir.join("home");
         fs_err::create_dir_all(&home)?;
@@ -67,6 +78,7 @@ impl AgentProcess {
         command
             .args(["-D", "-a"])
             .arg(&socket)
+            .args(extra)
             // Neither agent may see the developer's agent, config or log filters.
             .env("HOME", &home)
             .env("XDG_RUNTIME_DIR", dir)

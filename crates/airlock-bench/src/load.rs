@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 
+use airlock_protocol::{Request, Response};
+
 use crate::BenchKey;
 use crate::agents::AgentProcess;
 
@@ -30,6 +32,8 @@ pub struct Workload<'a> {
     pub duration: Duration,
     /// Whether to keep every request's round-trip time.
     pub record_latency: bool,
+    /// Requests every new connection sends first (session binds), each answered with success.
+    pub setup: &'a [Request],
 }
 
 /// What a run measured.
@@ -58,6 +62,14 @@ pub fn run(agent: &AgentProcess, workload: &Workload<'_>) -> anyhow::Result<RunR
     let mut handles = Vec::with_capacity(workload.clients);
     for _ in 0..workload.clients {
         let mut client = agent.client()?;
+        for request in workload.setup {
+            let answer = client.request(request)?;
+            ensure!(
+                answer == Response::Success,
+                "{}: setup request refused: {answer:?}",
+                agent.kind
+            );
+        }
         let sig = client.sign(
             &workload.key.blob,
             workload.data,

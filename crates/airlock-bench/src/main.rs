@@ -15,6 +15,7 @@
 
 mod agents;
 mod load;
+mod overhead;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -56,6 +57,10 @@ struct Args {
     /// of this markdown file (created with a `# Benchmarks` heading if missing).
     #[arg(long, value_name = "FILE")]
     write: Option<PathBuf>,
+    /// Measure instead the overhead of a policy and the audit log on sign latency: airlock with
+    /// a policy against airlock without one (section `<!-- policy-bench:start -->`).
+    #[arg(long)]
+    policy_overhead: bool,
 }
 
 /// One algorithm under test.
@@ -268,6 +273,10 @@ fn run() -> anyhow::Result<()> {
         "airlock-bench: generating keys with ssh-keygen in {}",
         dir.path().display()
     );
+    if args.policy_overhead {
+        let key = bench_key(dir.path(), Algorithm::Ed25519)?;
+        return overhead::run(&args, &key, dir.path());
+    }
     let keys: Vec<BenchKey> = Algorithm::ALL
         .iter()
         .map(|a| bench_key(dir.path(), *a))
@@ -330,6 +339,7 @@ fn run() -> anyhow::Result<()> {
                         clients,
                         duration,
                         record_latency: clients == 1,
+                        setup: &[],
                     };
                     let result: RunResult = load::run(agent, &workload).with_context(|| {
                         format!(

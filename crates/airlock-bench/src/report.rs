@@ -186,7 +186,7 @@ impl Figures {
     clippy::cast_precision_loss,
     reason = "a rank within a vector's length"
 )]
-fn percentile_of<T: Copy>(sorted: &[T], percentile: f64) -> Option<T> {
+pub(crate) fn percentile_of<T: Copy>(sorted: &[T], percentile: f64) -> Option<T> {
     let rank = (percentile / 100.0 * sorted.len() as f64).ceil() as usize;
     sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
 }
@@ -197,7 +197,7 @@ fn percentile_of<T: Copy>(sorted: &[T], percentile: f64) -> Option<T> {
     clippy::cast_sign_loss,
     reason = "rounded, non-negative rates"
 )]
-fn thousands(v: f64) -> String {
+pub(crate) fn thousands(v: f64) -> String {
     let digits = (v.round().max(0.0) as u64).to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -410,14 +410,18 @@ pub fn section(machine: &Machine, figures: &Figures, seconds: f64, rounds: u32) 
 
 /// `existing` with the marked section replaced by `section`, or `section` appended if the file has
 /// no markers; a new file gets a `# Benchmarks` heading. Text outside the markers is kept as is.
-fn splice(existing: Option<&str>, section: &str) -> anyhow::Result<String> {
+fn splice(
+    existing: Option<&str>,
+    section: &str,
+    (start_marker, end_marker): (&str, &str),
+) -> anyhow::Result<String> {
     let Some(text) = existing else {
         return Ok(format!("# Benchmarks\n\n{section}\n"));
     };
-    match (text.find(START_MARKER), text.find(END_MARKER)) {
+    match (text.find(start_marker), text.find(end_marker)) {
         (Some(start), Some(end)) if start < end => {
             let (before, rest) = text.split_at(start);
-            let after = rest.split_at(end - start + END_MARKER.len()).1;
+            let after = rest.split_at(end - start + end_marker.len()).1;
             Ok(format!("{before}{section}{after}"))
         }
         (None, None) => {
@@ -432,20 +436,25 @@ fn splice(existing: Option<&str>, section: &str) -> anyhow::Result<String> {
             Ok(out)
         }
         _ => {
-            bail!("unbalanced {START_MARKER} / {END_MARKER} markers: fix them by hand, then re-run")
+            bail!("unbalanced {start_marker} / {end_marker} markers: fix them by hand, then re-run")
         }
     }
 }
 
-/// Replace (or add) the marked section of the markdown file at `path`, atomically.
+/// Replace (or add) the agent-bench section of the markdown file at `path`, atomically.
 pub fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
+    write_marked(path, section, (START_MARKER, END_MARKER))
+}
+
+/// Replace (or add) the section between `markers` of the markdown file at `path`, atomically.
+pub fn write_marked(path: &Path, section: &str, markers: (&str, &str)) -> anyhow::Result<()> {
     let existing = match fs_err::read_to_string(path) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e.into()),
     };
-    let text =
-        splice(existing.as_deref(), section).with_context(|| format!("in {}", path.display()))?;
+    let text = splice(existing.as_deref(), section, markers)
+        .with_context(|| format!("in {}", path.display()))?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),

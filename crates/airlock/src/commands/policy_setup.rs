@@ -20,6 +20,9 @@ pub struct PolicyArgs {
     /// The audit log (default: $XDG_STATE_HOME/airlock/audit.jsonl).
     #[arg(long, value_name = "FILE", env = paths::ENV_AUDIT)]
     pub audit: Option<PathBuf>,
+    /// Record no audit log at all.
+    #[arg(long)]
+    pub no_audit: bool,
 }
 
 impl PolicyArgs {
@@ -33,6 +36,9 @@ impl PolicyArgs {
         if let Some(a) = &self.audit {
             out.push("--audit".into());
             out.push(a.clone().into());
+        }
+        if self.no_audit {
+            out.push("--no-audit".into());
         }
         out
     }
@@ -60,12 +66,17 @@ impl PolicyArgs {
         let policy = PolicyHandle::load(sources).context("cannot load the policy")?;
         // Logs, once, that forwarding is unrestricted when there is no policy file.
         let _ = policy.unrestricted_notice();
-        let audit_path = self
-            .audit
-            .clone()
-            .unwrap_or_else(|| paths::state_dir().join("audit.jsonl"));
-        let audit = AuditLog::open(&audit_path)
-            .with_context(|| format!("cannot open the audit log {}", audit_path.display()))?;
+        let audit: Option<Arc<dyn airlock_agent::policy::AuditSink>> = if self.no_audit {
+            None
+        } else {
+            let audit_path = self
+                .audit
+                .clone()
+                .unwrap_or_else(|| paths::state_dir().join("audit.jsonl"));
+            let log = AuditLog::open(&audit_path)
+                .with_context(|| format!("cannot open the audit log {}", audit_path.display()))?;
+            Some(Arc::new(log))
+        };
         let mut askpass = Askpass::from_env();
         if let Some(secs) = std::env::var(paths::ENV_CONFIRM_TIMEOUT)
             .ok()
@@ -77,7 +88,7 @@ impl PolicyArgs {
         Ok(Gate {
             askpass,
             policy: Some(Arc::new(policy)),
-            audit: Some(Arc::new(audit)),
+            audit,
             approvals: airlock_agent::approval::Approvals::default(),
         })
     }
