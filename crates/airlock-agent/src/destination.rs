@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 use airlock_protocol::{DestinationConstraint, MAX_SESSION_ID_LEN, SessionBind};
 
-use crate::pattern::match_pattern;
+use airlock_ssh_config::pattern::match_pattern;
 
 /// At most this many binds per connection (OpenSSH's `AGENT_MAX_SESSION_IDS`).
 pub const MAX_BINDS: usize = 16;

@@ -18,7 +18,6 @@ pub mod destination;
 pub mod gate;
 pub mod guard;
 mod legacy_rsa;
-pub mod pattern;
 pub mod policy;
 pub mod server;
 pub mod signer;

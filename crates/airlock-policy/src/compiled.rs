@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use airlock_agent::destination::{Binding, HostKey};
-use airlock_agent::pattern::match_pattern;
 use airlock_agent::policy::{Decision, Operation, Policy, Query};
+use airlock_ssh_config::pattern::match_pattern;
 
 use crate::PolicyError;
 use crate::file::{
@@ -472,18 +472,28 @@ enum HopMatch<'a> {
     NoMatch,
 }
 
+/// `s` in lower case, copied only if it has upper-case letters (names from the index are
+/// lower case already).
+fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_uppercase) {
+        std::borrow::Cow::Owned(s.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 /// A host matches a pattern list if one of its names matches a positive pattern and none of
 /// its names matches a negated one.
 fn match_hop<'a>(hop: &'a Hop, patterns: &'a [String]) -> HopMatch<'a> {
     let mut found = HopMatch::NoMatch;
     for name in &hop.names {
-        let lname = name.to_lowercase();
+        let lname = lowercase(name);
         for p in patterns {
             let (negated, body) = match p.strip_prefix('!') {
                 Some(b) => (true, b),
                 None => (false, p.as_str()),
             };
-            if match_pattern(&lname, &body.to_lowercase()) {
+            if match_pattern(&lname, &lowercase(body)) {
                 if negated {
                     return HopMatch::Excluded(name, p);
                 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use airlock_agent::destination::HostKey;
-use airlock_agent::pattern::{ListMatch, match_pattern_list};
+use airlock_ssh_config::pattern::{ListMatch, match_patterns};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use ssh_key::certificate::CertType;
@@ -56,7 +56,7 @@ impl HostField {
     pub fn matches(&self, name: &str) -> bool {
         match self {
             HostField::Patterns(p) => {
-                match_pattern_list(name, p.iter().map(String::as_str), true) == ListMatch::Match
+                match_patterns(name, p.iter().map(String::as_str), true) == ListMatch::Matched
             }
             HostField::Hashed { salt, hash } => {
                 let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(salt) else {
@@ -321,7 +321,7 @@ impl HostIndex {
         }
         let mut out = self.lookup_direct(&name);
         for a in &self.aliases {
-            if match_pattern_list(&name, a.host.split(','), true) == ListMatch::Match {
+            if match_patterns(&name, a.host.split(','), true) == ListMatch::Matched {
                 let more = self.lookup_direct(&a.alias.to_lowercase());
                 out.keys.extend(more.keys);
                 out.cas.extend(more.cas);

@@ -36,7 +36,7 @@ pub mod edit;
 mod expand;
 mod lexer;
 mod options;
-mod pattern;
+pub mod pattern;
 mod resolve;
 
 use std::path::PathBuf;

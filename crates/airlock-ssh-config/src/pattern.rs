@@ -45,8 +45,17 @@ pub enum ListMatch {
 
 /// `match_pattern_list`: comma-separated patterns, `!` negates; `lower` lower-cases patterns.
 pub fn match_pattern_list(s: &str, list: &str, lower: bool) -> ListMatch {
+    match_patterns(s, list.split(','), lower)
+}
+
+/// [`match_pattern_list`] over patterns already split.
+pub fn match_patterns<'a>(
+    s: &str,
+    patterns: impl IntoIterator<Item = &'a str>,
+    lower: bool,
+) -> ListMatch {
     let mut positive = false;
-    for sub in list.split(',') {
+    for sub in patterns {
         let (negated, sub) = match sub.strip_prefix('!') {
             Some(rest) => (true, rest),
             None => (false, sub),
@@ -54,10 +63,10 @@ pub fn match_pattern_list(s: &str, list: &str, lower: bool) -> ListMatch {
         if sub.len() >= 1023 {
             return ListMatch::NoMatch;
         }
-        let sub = if lower {
-            sub.to_ascii_lowercase()
+        let sub = if lower && sub.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(sub.to_ascii_lowercase())
         } else {
-            sub.to_owned()
+            std::borrow::Cow::Borrowed(sub)
         };
         if match_pattern(s, &sub) {
             if negated {

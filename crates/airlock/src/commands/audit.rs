@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use airlock_agent::pattern::match_pattern;
 use airlock_policy::audit::{AuditRecord, rotated_path};
 use airlock_policy::file::parse_duration;
+use airlock_ssh_config::pattern::match_pattern;
 use anyhow::{Context, bail};
 
 use crate::paths;
