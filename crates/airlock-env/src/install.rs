@@ -149,6 +149,28 @@ fn notice_copies(prefix: &Path, shown_prefix: &Path, caches: &[PathBuf]) {
     }
 }
 
+/// rattler links each package on rayon's global pool, one package per thread, and each
+/// package ends with a synchronous write of its `conda-meta` record (`fsync`). With one thread
+/// per core, linking waits on those flushes; more threads keep linking while others wait, and
+/// the filesystem commits their flushes together. Sized once per process, before rattler's
+/// first use of the pool; `RAYON_NUM_THREADS` still decides when set.
+pub fn size_link_pool() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+            return;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let threads = (cores * 4).clamp(8, 32);
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+        {
+            tracing::debug!("rayon's pool was already set up: {e}");
+        }
+    });
+}
+
 /// Whether symbolic links can be created in `prefix` (rattler asks this once per package by
 /// creating and removing a link; once per install is enough).
 fn can_symlink(prefix: &Path) -> bool {
@@ -413,6 +435,7 @@ async fn install_into(
         .map(|(r, _)| r)
         .collect();
     fs_err::create_dir_all(prefix)?;
+    size_link_pool();
     let plan = {
         let settings = settings.clone();
         let to_link: Vec<RepoDataRecord> = to_link.iter().map(|r| (*r).clone()).collect();

@@ -140,6 +140,8 @@ pub fn virtual_packages(
 
 /// Loads repodata and solves.
 pub async fn solve(settings: &Settings, request: &SolveRequest) -> Result<Solution> {
+    // Before anything in rattler touches rayon's global pool (see the function).
+    crate::install::size_link_pool();
     let config = settings.channel_config();
     let specs = parse_specs(&request.specs, &config)?;
     let mut written: Vec<String> = request.channels.clone();
