@@ -2,11 +2,13 @@
 //! (`ssh-agent.c`: `process_ext_session_bind`, `identity_permitted`, `match_key_hop`).
 
 use ssh_encoding::Decode;
+use ssh_key::Signature;
 use ssh_key::public::KeyData;
-use ssh_key::{Certificate, Signature, certificate::CertType};
 use subtle::ConstantTimeEq;
 
-use airlock_protocol::{DestinationConstraint, MAX_SESSION_ID_LEN, SessionBind};
+use airlock_protocol::{
+    CERT_TYPE_HOST, CertificateFields, DestinationConstraint, MAX_SESSION_ID_LEN, SessionBind,
+};
 
 use airlock_ssh_config::pattern::match_pattern;
 
@@ -19,7 +21,66 @@ pub enum HostKey {
     /// A plain public key.
     Plain(KeyData),
     /// A host certificate.
-    Certificate(Box<Certificate>),
+    Certificate(Box<HostCertificate>),
+}
+
+/// A certificate as a host presents it, its CA signature verified. Parsed by airlock-protocol
+/// rather than ssh-key, whose `Certificate` refuses the default "forever" validity.
+#[derive(Debug, Clone)]
+pub struct HostCertificate {
+    fields: CertificateFields,
+    blob: Vec<u8>,
+}
+
+impl PartialEq for HostCertificate {
+    fn eq(&self, other: &Self) -> bool {
+        self.blob == other.blob
+    }
+}
+
+impl Eq for HostCertificate {}
+
+impl HostCertificate {
+    /// Parse a certificate blob and verify its CA signature (as `sshkey_froms` does).
+    pub fn from_blob(blob: &[u8]) -> Option<Self> {
+        let fields = CertificateFields::parse(blob).ok()?;
+        let signed = blob.get(..fields.signed_len)?;
+        let sig = Signature::decode(&mut &fields.signature[..]).ok()?;
+        let ca = ssh_key::PublicKey::from(fields.signature_key.clone());
+        signature::Verifier::verify(&ca, signed, &sig).ok()?;
+        Some(Self {
+            fields,
+            blob: blob.to_vec(),
+        })
+    }
+
+    /// The certified key.
+    pub fn public_key(&self) -> &KeyData {
+        &self.fields.subject
+    }
+
+    /// The CA key that signed it.
+    pub fn signature_key(&self) -> &KeyData {
+        &self.fields.signature_key
+    }
+
+    /// Its principals (host names); empty means any.
+    pub fn valid_principals(&self) -> &[String] {
+        &self.fields.principals
+    }
+
+    /// Whether it is a host certificate valid now.
+    pub fn is_valid_host_certificate_now(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.fields.kind == CERT_TYPE_HOST && self.fields.valid_at(now)
+    }
+
+    /// The blob as the host sent it.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.blob
+    }
 }
 
 impl HostKey {
@@ -27,9 +88,7 @@ impl HostKey {
     pub fn from_blob(blob: &[u8]) -> Option<Self> {
         let alg = std::str::from_utf8(airlock_protocol::Cursor::new(blob).string().ok()?).ok()?;
         if alg.ends_with("-cert-v01@openssh.com") {
-            let cert = Certificate::decode(&mut &blob[..]).ok()?;
-            cert.verify_signature().ok()?;
-            Some(HostKey::Certificate(Box::new(cert)))
+            HostCertificate::from_blob(blob).map(|c| HostKey::Certificate(Box::new(c)))
         } else {
             KeyData::decode(&mut &blob[..]).ok().map(HostKey::Plain)
         }
@@ -202,14 +261,8 @@ fn match_key_hop(key: &HostKey, keys: &[(HostKey, bool)], hostname: &str) -> boo
     })
 }
 
-fn cert_valid_for_host(cert: &Certificate, hostname: &str) -> bool {
-    if cert.cert_type() != CertType::Host {
-        return false;
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if now < cert.valid_after() || now >= cert.valid_before() {
+fn cert_valid_for_host(cert: &HostCertificate, hostname: &str) -> bool {
+    if !cert.is_valid_host_certificate_now() {
         return false;
     }
     cert.valid_principals().is_empty() || cert.valid_principals().iter().any(|p| p == hostname)

@@ -8,11 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use airlock_agent::destination::HostKey;
+use airlock_agent::destination::{HostCertificate, HostKey};
 use airlock_ssh_config::pattern::{ListMatch, match_patterns};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use ssh_key::certificate::CertType;
 use ssh_key::public::KeyData;
 
 /// The known_hosts files OpenSSH reads by default: `~/.ssh/known_hosts{,2}` and
@@ -407,14 +406,9 @@ impl HostIndex {
 
 /// `sshkey_cert_check_host` with `require_principal`: a host certificate, currently valid,
 /// naming `host` among its principals.
-fn cert_valid_for(cert: &ssh_key::Certificate, host: &str) -> bool {
-    if cert.cert_type() != CertType::Host || cert.verify_signature().is_err() {
-        return false;
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if now < cert.valid_after() || now >= cert.valid_before() {
+/// (The CA signature was verified when the certificate was parsed.)
+fn cert_valid_for(cert: &HostCertificate, host: &str) -> bool {
+    if !cert.is_valid_host_certificate_now() {
         return false;
     }
     cert.valid_principals()

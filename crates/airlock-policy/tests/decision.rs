@@ -59,7 +59,10 @@ fn host_cert(ca: &PrivateKey, subject: &PrivateKey, principal: &str) -> HostKey 
     .unwrap();
     b.cert_type(certificate::CertType::Host).unwrap();
     b.valid_principal(principal).unwrap();
-    HostKey::Certificate(Box::new(b.sign(ca).unwrap()))
+    let cert = b.sign(ca).unwrap();
+    let key = HostKey::from_blob(&cert.to_bytes().unwrap()).unwrap();
+    assert!(matches!(key, HostKey::Certificate(_)));
+    key
 }
 
 const POLICY: &str = r#"

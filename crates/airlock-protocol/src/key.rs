@@ -249,30 +249,104 @@ impl PrivateKeyMaterial {
 /// 2^64-1) that `ssh-keygen -s` writes by default. The CA signature is not checked here: an
 /// agent holds certificates, it does not validate them (neither does OpenSSH's on add).
 pub fn certificate_subject(blob: &[u8]) -> Result<(String, KeyData), Error> {
-    let mut c = Cursor::new(blob);
-    let cert_type = c.utf8("certificate type")?.to_owned();
-    let base = cert_type
-        .strip_suffix("-cert-v01@openssh.com")
-        .ok_or(Error::Invalid("not a certificate"))?;
-    let _nonce = c.string()?;
-    let mut plain = Writer::new();
-    plain.string(base);
-    match base {
-        "ssh-ed25519" => {
-            plain.string(c.string()?);
+    let cert = CertificateFields::parse(blob)?;
+    Ok((cert.cert_type, cert.subject))
+}
+
+/// `SSH2_CERT_TYPE_HOST`.
+pub const CERT_TYPE_HOST: u32 = 2;
+
+/// Every field of an OpenSSH certificate blob (`PROTOCOL.certkeys`), parsed without ssh-key's
+/// `Certificate` (see [`certificate_subject`]). Checking the CA signature over
+/// `blob[..signed_len]` is the caller's job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFields {
+    /// E.g. `ssh-ed25519-cert-v01@openssh.com`.
+    pub cert_type: String,
+    /// The certified key.
+    pub subject: KeyData,
+    /// The serial number.
+    pub serial: u64,
+    /// 1 for a user certificate, 2 ([`CERT_TYPE_HOST`]) for a host certificate.
+    pub kind: u32,
+    /// The key id.
+    pub key_id: String,
+    /// The principals (host names for a host certificate); empty means any.
+    pub principals: Vec<String>,
+    /// Valid from (seconds since the epoch).
+    pub valid_after: u64,
+    /// Valid until, exclusive (`u64::MAX`: forever).
+    pub valid_before: u64,
+    /// The CA key.
+    pub signature_key: KeyData,
+    /// The CA's signature blob.
+    pub signature: Vec<u8>,
+    /// How many leading bytes of the blob the signature covers.
+    pub signed_len: usize,
+}
+
+impl CertificateFields {
+    /// Parse a certificate blob; trailing bytes are refused.
+    pub fn parse(blob: &[u8]) -> Result<Self, Error> {
+        let mut c = Cursor::new(blob);
+        let cert_type = c.utf8("certificate type")?.to_owned();
+        let base = cert_type
+            .strip_suffix("-cert-v01@openssh.com")
+            .ok_or(Error::Invalid("not a certificate"))?;
+        let _nonce = c.string()?;
+        let mut plain = Writer::new();
+        plain.string(base);
+        match base {
+            "ssh-ed25519" => {
+                plain.string(c.string()?);
+            }
+            "ssh-rsa" => {
+                let e = c.string()?;
+                let n = c.string()?;
+                plain.string(e).string(n);
+            }
+            b if b.starts_with("ecdsa-sha2-") => {
+                let curve = c.string()?;
+                let q = c.string()?;
+                plain.string(curve).string(q);
+            }
+            other => return Err(Error::Key(format!("unsupported certificate key {other}"))),
         }
-        "ssh-rsa" => {
-            let e = c.string()?;
-            let n = c.string()?;
-            plain.string(e).string(n);
+        let subject = KeyData::decode(&mut plain.as_bytes()).map_err(key_err)?;
+        let serial = c.u64()?;
+        let kind = c.u32()?;
+        let key_id = c.utf8("certificate key id")?.to_owned();
+        let mut principals = Vec::new();
+        let mut packed = Cursor::new(c.string()?);
+        while !packed.is_empty() {
+            principals.push(packed.utf8("certificate principal")?.to_owned());
         }
-        b if b.starts_with("ecdsa-sha2-") => {
-            let curve = c.string()?;
-            let q = c.string()?;
-            plain.string(curve).string(q);
-        }
-        other => return Err(Error::Key(format!("unsupported certificate key {other}"))),
+        let valid_after = c.u64()?;
+        let valid_before = c.u64()?;
+        let _critical_options = c.string()?;
+        let _extensions = c.string()?;
+        let _reserved = c.string()?;
+        let signature_key = KeyData::decode(&mut c.string()?).map_err(key_err)?;
+        let signed_len = blob.len() - c.remaining().len();
+        let signature = c.string()?.to_vec();
+        c.finish()?;
+        Ok(Self {
+            cert_type,
+            subject,
+            serial,
+            kind,
+            key_id,
+            principals,
+            valid_after,
+            valid_before,
+            signature_key,
+            signature,
+            signed_len,
+        })
     }
-    let public = KeyData::decode(&mut plain.as_bytes()).map_err(key_err)?;
-    Ok((cert_type, public))
+
+    /// Whether it is valid at `now` (seconds since the epoch).
+    pub fn valid_at(&self, now: u64) -> bool {
+        self.valid_after <= now && now < self.valid_before
+    }
 }

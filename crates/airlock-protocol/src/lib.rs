@@ -25,7 +25,9 @@ mod wire;
 
 pub use constraint::{Constraint, DestinationConstraint, Hop, HopKey};
 pub use error::Error;
-pub use key::{CertificatePrivate, PrivateKeyMaterial, certificate_subject};
+pub use key::{
+    CERT_TYPE_HOST, CertificateFields, CertificatePrivate, PrivateKeyMaterial, certificate_subject,
+};
 pub use message::{
     AddIdentity, Extension, Identity, Request, Response, SessionBind, SignRequest, frame_length,
     message_type,

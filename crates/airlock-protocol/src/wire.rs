@@ -52,6 +52,14 @@ impl<'a> Cursor<'a> {
         Ok(u32::from_be_bytes(a))
     }
 
+    /// A `uint64`.
+    pub fn u64(&mut self) -> Result<u64, Error> {
+        let b = self.bytes(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+
     /// A `boolean` (0 or 1; anything else is refused as OpenSSH does).
     pub fn bool(&mut self) -> Result<bool, Error> {
         match self.u8()? {

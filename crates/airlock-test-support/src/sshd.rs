@@ -1,5 +1,6 @@
 //! [`Sshd`]: a real OpenSSH server on 127.0.0.1 for one test.
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -60,6 +61,8 @@ MaxSessions 50
 pub struct SshdBuilder {
     host_key_types: Vec<KeyType>,
     extra_config: Vec<String>,
+    /// `(CA private key, principals)`: certify every host key with this CA.
+    host_certificate: Option<(PathBuf, String)>,
     /// Tried before any port from the kernel; lets the unit test exercise the retry.
     first_port: Option<u16>,
 }
@@ -69,6 +72,7 @@ impl Default for SshdBuilder {
         SshdBuilder {
             host_key_types: vec![KeyType::Ed25519],
             extra_config: Vec::new(),
+            host_certificate: None,
             first_port: None,
         }
     }
@@ -91,6 +95,15 @@ impl SshdBuilder {
     #[must_use]
     pub fn config_line(mut self, line: impl Into<String>) -> Self {
         self.extra_config.push(line.into());
+        self
+    }
+
+    /// Certify every host key with the CA `ca_private_key` for `principals` (comma-separated
+    /// host names) as `ssh-keygen -s CA -h` does by default (valid forever), and serve the
+    /// certificates (`HostCertificate`). Clients then need an `@cert-authority` line.
+    #[must_use]
+    pub fn host_certificate(mut self, ca_private_key: &Path, principals: &str) -> Self {
+        self.host_certificate = Some((ca_private_key.to_path_buf(), principals.to_owned()));
         self
     }
 
@@ -141,7 +154,7 @@ impl Sshd {
         SshdBuilder::default()
     }
 
-    fn start_with(options: SshdBuilder) -> Result<Sshd> {
+    fn start_with(mut options: SshdBuilder) -> Result<Sshd> {
         if !Path::new(SSHD_PATH).exists() {
             return Err(Error::Missing {
                 program: SSHD_PATH.to_owned(),
@@ -169,6 +182,24 @@ impl Sshd {
                 }
             };
             host_keys.push((key_type, public));
+            if let Some((ca, principals)) = &options.host_certificate {
+                crate::keygen::ssh_keygen([
+                    OsStr::new("-q"),
+                    OsStr::new("-s"),
+                    ca.as_os_str(),
+                    OsStr::new("-h"),
+                    OsStr::new("-I"),
+                    OsStr::new("airlock-test-host"),
+                    OsStr::new("-n"),
+                    OsStr::new(principals),
+                    pair.public_key.as_os_str(),
+                ])?;
+                let mut cert = pair.private_key.clone().into_os_string();
+                cert.push("-cert.pub");
+                options
+                    .extra_config
+                    .push(format!("HostCertificate {}", PathBuf::from(cert).display()));
+            }
             host_key_paths.push(pair.private_key);
         }
         let authorized_keys = dir.path().join("authorized_keys");

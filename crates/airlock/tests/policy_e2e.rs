@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use airlock_test_support::{
-    AirlockAgent, Chain, KeyPair, KeyType, OpenSshAgent, generate_key, shell_word,
+    AirlockAgent, Chain, Home, KeyPair, KeyType, OpenSshAgent, SshdBuilder, generate_key,
+    shell_word,
 };
 
 const EXE: &str = env!("CARGO_BIN_EXE_airlock");
@@ -595,4 +596,71 @@ fn approve_answers_confirmations_from_a_terminal() {
         audit.contains("confirm-allow") && audit.contains("confirm-deny"),
         "{audit}"
     );
+}
+
+/// Servers that present host certificates, signed the way `ssh-keygen -s CA -h` signs by default
+/// (valid forever), known only through an `@cert-authority` line: the session binds carry the
+/// certificates, the policy names the hops through the CA, and the forwarded hop works.
+#[test]
+fn host_certificates_valid_forever_are_named_through_the_ca() {
+    let home = Home::new().unwrap();
+    let ca = generate_key(home.path(), "host-ca", KeyType::Ed25519).unwrap();
+    let builder = SshdBuilder::default().host_certificate(&ca.private_key, "gpu-node,git-server");
+    let chain = Chain::start_in_with(home, &["gpu-node", "git-server"], &builder).unwrap();
+    let home = chain.home();
+    // Only the CA: ssh must verify the certificates to get in.
+    let ca_line = ca.public_key_line().unwrap();
+    home.write_known_hosts(&format!("@cert-authority gpu-node,git-server {ca_line}\n"))
+        .unwrap();
+    let key = generate_key(&home.ssh_dir(), "ai-project", KeyType::Ed25519).unwrap();
+    chain.authorize(&key.public_key_line().unwrap()).unwrap();
+    let policy = home
+        .write_file(
+            ".config/airlock/policy.toml",
+            policy_text(&chain, &key, "[\"ssh-auth\"]"),
+        )
+        .unwrap();
+    let audit = home.path().join("audit.jsonl");
+    let sock = home.runtime_dir().join("cert.sock");
+    let agent = AirlockAgent::start_with(
+        home,
+        EXE,
+        &sock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(succeeds(
+        home.command_with_agent("ssh-add", agent.socket())
+            .arg(&key.private_key)
+    ));
+    let out = run(home
+        .command_with_agent("ssh", agent.socket())
+        .arg("-A")
+        .args(chain.ssh_args("gpu-node"))
+        .arg("ssh")
+        .args(chain.remote_ssh_args("gpu-node", "git-server"))
+        .arg("true"));
+    assert!(
+        out.status.success(),
+        "forwarded hop through certified hosts: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = settled_audit(&audit);
+    let hop = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["operation"] == "sign" && v["chain"].as_array().is_some_and(|c| c.len() == 2))
+        .unwrap_or_else(|| panic!("no signature through the hop in the audit log:\n{text}"));
+    assert_eq!(hop["decision"], "allow", "{hop}");
+    // Both certificates name both hosts (one CA signed them for "gpu-node,git-server").
+    let names = |i: usize| hop["chain"][i]["names"].to_string();
+    assert!(names(0).contains("\"gpu-node\""), "{hop}");
+    assert!(names(1).contains("\"git-server\""), "{hop}");
+    assert_eq!(hop["chain"][0]["forwarded"], true, "{hop}");
 }
