@@ -737,3 +737,103 @@ fn certificates_are_added_offered_and_sign() {
         "server accepted the certificate"
     );
 }
+
+/// Poll `f` until it returns true (generous deadline; never an assertion on speed).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `kill -USR1` removes every key, as it does for OpenSSH's agent.
+#[test]
+fn sigusr1_removes_every_key() {
+    let home = Home::new().unwrap();
+    let agent = AirlockAgent::start(&home, EXE).unwrap();
+    let key = generate_key(&home.ssh_dir(), "k", KeyType::Ed25519).unwrap();
+    ok(ssh_add(&home, &agent).arg(&key.private_key));
+    assert!(ok(ssh_add(&home, &agent).arg("-l")).contains(&key.fingerprint().unwrap()));
+    ok(Command::new("kill").args(["-USR1", &agent.pid().to_string()]));
+    eventually("the keys are gone after SIGUSR1", || {
+        let out = run(ssh_add(&home, &agent).arg("-l"));
+        String::from_utf8_lossy(&out.stdout).contains("no identities")
+    });
+    // The agent itself keeps serving.
+    ok(ssh_add(&home, &agent).arg(&key.private_key));
+}
+
+/// A peer of another uid (not root) is refused even when the socket's permissions would let
+/// it connect (SO_PEERCRED), as OpenSSH's agent refuses it.
+#[test]
+fn another_users_connection_is_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run a client as another user");
+        return;
+    }
+    let home = Home::new().unwrap();
+    let agent = AirlockAgent::start(&home, EXE).unwrap();
+    let key = generate_key(&home.ssh_dir(), "k", KeyType::Ed25519).unwrap();
+    ok(ssh_add(&home, &agent).arg(&key.private_key));
+    // Open the socket and the path to it to everyone, so only the agent's own check stands.
+    let mut dir = agent.socket().to_path_buf();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    while dir.pop() && dir.starts_with(home.path()) {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let connect = "import socket, sys\n\
+        s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); print('connected')\n";
+    let reached = run(Command::new("runuser")
+        .args(["-u", "nobody", "--", "python3", "-c", connect])
+        .arg(agent.socket()));
+    assert!(
+        String::from_utf8_lossy(&reached.stdout).contains("connected"),
+        "nobody cannot even connect, so the test would not reach the agent's check: {}",
+        String::from_utf8_lossy(&reached.stderr)
+    );
+    let as_nobody = run(Command::new("runuser")
+        .args(["-u", "nobody", "--", "ssh-add", "-l"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("SSH_AUTH_SOCK", agent.socket()));
+    let said = String::from_utf8_lossy(&as_nobody.stdout);
+    assert!(!as_nobody.status.success(), "nobody listed keys: {said}");
+    assert!(!said.contains(&key.fingerprint().unwrap()), "{said}");
+    // Root (and the agent's own user) still get in.
+    assert!(ok(ssh_add(&home, &agent).arg("-l")).contains(&key.fingerprint().unwrap()));
+}
+
+/// Socket activation (`LISTEN_PID`, `LISTEN_FDS`, the socket on fd 3), as systemd passes it:
+/// the agent serves the inherited socket instead of binding its own.
+#[test]
+fn serves_a_socket_passed_by_systemd() {
+    let home = Home::new().unwrap();
+    let sock = home.runtime_dir().join("activated.sock");
+    let launcher = "import os, socket, sys\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+        s.bind(sys.argv[2]); s.listen(16)\n\
+        os.dup2(s.fileno(), 3); os.set_inheritable(3, True)\n\
+        os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = '1'\n\
+        os.execv(sys.argv[1], [sys.argv[1], 'agent', '-D', '-a', sys.argv[2]])\n";
+    let mut child = home
+        .command("python3")
+        .args(["-c", launcher, EXE])
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let add = || home.command_with_agent("ssh-add", &sock);
+    eventually("the activated agent answers", || {
+        run(add().arg("-l")).status.code() == Some(1)
+    });
+    let key = generate_key(&home.ssh_dir(), "k", KeyType::Ed25519).unwrap();
+    ok(add().arg(&key.private_key));
+    assert!(ok(add().arg("-l")).contains(&key.fingerprint().unwrap()));
+    let _ = child.kill();
+    let _ = child.wait();
+}
