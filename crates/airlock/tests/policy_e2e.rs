@@ -359,24 +359,62 @@ fn sign_list_without_git_refuses_commit_signing() {
     assert!(succeeds(s.ssh(false, "gpu-node").arg("true")));
 }
 
+/// laptop → gpu-node → git-server with a policy that asks before any forwarded use.
+struct Confirming {
+    chain: Chain,
+    key: KeyPair,
+    policy: PathBuf,
+}
+
+impl Confirming {
+    fn start() -> Self {
+        let chain = Chain::start(&["gpu-node", "git-server"]).unwrap();
+        let home = chain.home();
+        let key = generate_key(&home.ssh_dir(), "ai-project", KeyType::Ed25519).unwrap();
+        chain.authorize(&key.public_key_line().unwrap()).unwrap();
+        let policy = home
+            .write_file(
+                ".config/airlock/policy.toml",
+                format!(
+                    "{}confirm = \"forwarded\"\n",
+                    policy_text(&chain, &key, "[\"ssh-auth\"]")
+                ),
+            )
+            .unwrap();
+        Self { chain, key, policy }
+    }
+}
+
+/// An airlock agent on `sock` with `policy`, `env`, and `key` added.
+fn agent_with_key(
+    home: &Home,
+    policy: &std::path::Path,
+    sock: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
+    key: &KeyPair,
+) -> AirlockAgent {
+    let agent = AirlockAgent::start_with(
+        home,
+        EXE,
+        sock,
+        &["--policy", policy.to_str().unwrap()],
+        env,
+    )
+    .unwrap();
+    assert!(succeeds(
+        home.command_with_agent("ssh-add", sock)
+            .arg(&key.private_key)
+    ));
+    agent
+}
+
 /// `confirm = "forwarded"`: a forwarded use asks through SSH_ASKPASS with the hop chain named;
 /// a yes lets it through, a no and an unanswered prompt (after the timeout) refuse it, and a
 /// direct login is not asked about.
 #[test]
 fn confirm_forwarded_asks_with_the_chain_and_times_out() {
-    let chain = Chain::start(&["gpu-node", "git-server"]).unwrap();
+    let Confirming { chain, key, policy } = Confirming::start();
     let home = chain.home();
-    let key = generate_key(&home.ssh_dir(), "ai-project", KeyType::Ed25519).unwrap();
-    chain.authorize(&key.public_key_line().unwrap()).unwrap();
-    let policy = home
-        .write_file(
-            ".config/airlock/policy.toml",
-            format!(
-                "{}confirm = \"forwarded\"\n",
-                policy_text(&chain, &key, "[\"ssh-auth\"]")
-            ),
-        )
-        .unwrap();
     let log = home.path().join("asked.log");
     let script = |name: &str, body: &str| {
         let p = home
@@ -401,18 +439,7 @@ fn confirm_forwarded_asks_with_the_chain_and_times_out() {
             ("SSH_ASKPASS_REQUIRE", std::ffi::OsStr::new("force")),
             ("AIRLOCK_CONFIRM_TIMEOUT", std::ffi::OsStr::new("2")),
         ];
-        let agent = AirlockAgent::start_with(
-            home,
-            EXE,
-            &sock,
-            &["--policy", policy.to_str().unwrap()],
-            &env,
-        )
-        .unwrap();
-        assert!(succeeds(
-            home.command_with_agent("ssh-add", &sock)
-                .arg(&key.private_key)
-        ));
+        let agent = agent_with_key(home, &policy, &sock, &env, &key);
         let ssh = |fwd: bool| {
             let mut c = home.command_with_agent("ssh", agent.socket());
             if fwd {
@@ -447,38 +474,15 @@ fn confirm_forwarded_asks_with_the_chain_and_times_out() {
 /// request waits, other clients are served.
 #[test]
 fn approve_answers_confirmations_from_a_terminal() {
-    let chain = Chain::start(&["gpu-node", "git-server"]).unwrap();
+    let Confirming { chain, key, policy } = Confirming::start();
     let home = chain.home();
-    let key = generate_key(&home.ssh_dir(), "ai-project", KeyType::Ed25519).unwrap();
-    chain.authorize(&key.public_key_line().unwrap()).unwrap();
-    let policy = home
-        .write_file(
-            ".config/airlock/policy.toml",
-            format!(
-                "{}confirm = \"forwarded\"\n",
-                policy_text(&chain, &key, "[\"ssh-auth\"]")
-            ),
-        )
-        .unwrap();
     let start = |name: &str, timeout: &str| {
         let sock = home.runtime_dir().join(format!("{name}.sock"));
         let env: [(&str, &std::ffi::OsStr); 2] = [
             ("SSH_ASKPASS_REQUIRE", std::ffi::OsStr::new("never")),
             ("AIRLOCK_CONFIRM_TIMEOUT", std::ffi::OsStr::new(timeout)),
         ];
-        let agent = AirlockAgent::start_with(
-            home,
-            EXE,
-            &sock,
-            &["--policy", policy.to_str().unwrap()],
-            &env,
-        )
-        .unwrap();
-        assert!(succeeds(
-            home.command_with_agent("ssh-add", &sock)
-                .arg(&key.private_key)
-        ));
-        agent
+        agent_with_key(home, &policy, &sock, &env, &key)
     };
     let hop = |agent: &AirlockAgent| {
         home.command_with_agent("ssh", agent.socket())
