@@ -79,12 +79,12 @@ pub struct AuditRecord {
 
 impl AuditRecord {
     /// The record of an event, stamped now.
-    pub fn from_event(event: &AuditEvent) -> Self {
+    pub fn from_event(event: AuditEvent) -> Self {
         Self::from_event_at(event, OffsetDateTime::now_utc())
     }
 
-    /// The record of an event at a given time.
-    pub fn from_event_at(event: &AuditEvent, at: OffsetDateTime) -> Self {
+    /// The record of an event at a given time (the event's strings move into it).
+    pub fn from_event_at(event: AuditEvent, at: OffsetDateTime) -> Self {
         Self {
             time: at
                 .to_offset(time::UtcOffset::UTC)
@@ -94,24 +94,24 @@ impl AuditRecord {
             peer: AuditPeer {
                 uid: event.peer.uid,
                 pid: event.peer.pid,
-                exe: event.peer.exe.clone(),
+                exe: event.peer.exe,
             },
-            operation: event.operation.clone(),
-            fingerprint: event.fingerprint.clone(),
-            key: event.comment.clone(),
+            operation: event.operation,
+            fingerprint: event.fingerprint,
+            key: event.comment,
             chain: event
                 .chain
-                .iter()
+                .into_iter()
                 .map(|h| AuditRecordHop {
-                    names: h.names.clone(),
-                    fingerprint: h.fingerprint.clone(),
+                    names: h.names,
+                    fingerprint: h.fingerprint,
                     forwarded: h.forwarded,
                 })
                 .collect(),
-            namespace: event.namespace.clone(),
-            user: event.user.clone(),
-            decision: event.decision.clone(),
-            reason: event.reason.clone(),
+            namespace: event.namespace,
+            user: event.user,
+            decision: event.decision,
+            reason: event.reason,
         }
     }
 
@@ -257,8 +257,8 @@ impl AuditLog {
             std::mem::take(&mut *pending)
         };
         let mut lines = Vec::with_capacity(queued.len() * 400);
-        for (event, at) in &queued {
-            match serde_json::to_writer(&mut lines, &AuditRecord::from_event_at(event, *at)) {
+        for (event, at) in queued {
+            match serde_json::to_writer(&mut lines, &AuditRecord::from_event_at(event, at)) {
                 Ok(()) => lines.push(b'\n'),
                 Err(e) => tracing::warn!("audit log {}: {e}", self.path().display()),
             }
