@@ -486,12 +486,23 @@ async fn install_into(
             prefix: final_prefix.unwrap_or(prefix).to_path_buf(),
             message: error_chain(&e),
         })?;
-    if settings.verify == Verify::Stamp {
-        for &i in &plan.fresh {
-            if let Some(record) = to_link.get(i) {
-                let entry = settings.pkgs_dir.join(crate::verify::entry_name(record));
-                crate::verify::stamp_fresh_entry(&settings.pkgs_dir, &entry, record);
-            }
+    if settings.verify == Verify::Stamp && !plan.fresh.is_empty() {
+        let fresh: Vec<RepoDataRecord> = plan
+            .fresh
+            .iter()
+            .filter_map(|&i| to_link.get(i).map(|r| (*r).clone()))
+            .collect();
+        let pkgs_dir = settings.pkgs_dir.clone();
+        let stamped = tokio::task::spawn_blocking(move || {
+            use rayon::prelude::*;
+            fresh.par_iter().for_each(|record| {
+                let entry = pkgs_dir.join(crate::verify::entry_name(record));
+                crate::verify::stamp_fresh_entry(&pkgs_dir, &entry, record);
+            });
+        })
+        .await;
+        if let Err(e) = stamped {
+            tracing::debug!("stamping the new cache entries: {e}");
         }
     }
     write_history(prefix, &before, &after, options)?;

@@ -104,8 +104,8 @@ pub fn check_entry(pkgs_dir: &Path, entry: &Path, record: &RepoDataRecord) -> Ch
 }
 
 /// Stamps an entry that rattler has just extracted from an archive whose SHA-256 it checked:
-/// only sizes are compared with `paths.json` (no reads). Anything odd leaves it unstamped, so
-/// the next install hashes it.
+/// only sizes are compared with `paths.json` (no reads). A missing file or a wrong size leaves
+/// it unstamped, so the next install hashes it.
 pub fn stamp_fresh_entry(pkgs_dir: &Path, entry: &Path, record: &RepoDataRecord) {
     let stamp = stamp_path(pkgs_dir, entry);
     let sha = record
@@ -119,33 +119,33 @@ pub fn stamp_fresh_entry(pkgs_dir: &Path, entry: &Path, record: &RepoDataRecord)
     let Ok(paths) = PathsJson::from_package_directory(entry) else {
         return;
     };
-    for p in &paths.paths {
-        if p.path_type == PathType::HardLink
-            && let Some(size) = p.size_in_bytes
-            && fs_err::symlink_metadata(entry.join(&p.relative_path))
-                .map(|m| m.len())
-                .ok()
-                != Some(size)
-        {
-            return;
-        }
-    }
     write_stamp(&stamp, entry, &sha, &paths);
 }
 
-/// `size mtime_ns inode path` per file, sorted as in `paths.json`, plus the package's own
-/// metadata files.
+/// `size mtime_ns inode path` per file, in `paths.json` order, plus the package's own
+/// metadata files; `None` when a file is missing or its size is not the one `paths.json`
+/// gives.
 fn stamp_lines(entry: &Path, paths: &PathsJson) -> Option<String> {
     let mut text = String::new();
     let files = paths
         .paths
         .iter()
         .filter(|p| p.path_type != PathType::Directory)
-        .map(|p| p.relative_path.clone())
-        .chain(["info/index.json".into(), "info/paths.json".into()]);
-    for rel in files {
-        let rel: PathBuf = rel;
+        .map(|p| {
+            let size = (p.path_type == PathType::HardLink)
+                .then_some(p.size_in_bytes)
+                .flatten();
+            (p.relative_path.clone(), size)
+        })
+        .chain([
+            (PathBuf::from("info/index.json"), None),
+            (PathBuf::from("info/paths.json"), None),
+        ]);
+    for (rel, size) in files {
         let meta = fs_err::symlink_metadata(entry.join(&rel)).ok()?;
+        if size.is_some_and(|size| size != meta.len()) {
+            return None;
+        }
         let rel = rel.to_str()?;
         if rel.contains('\n') {
             return None;

@@ -823,6 +823,51 @@ fn inode(path: &Path) -> u64 {
 }
 
 #[test]
+fn shared_cache_layer_is_linked_from_and_a_corrupt_package_there_is_fetched_into_the_users() {
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "seed", "hello"]);
+    // The admin's shared cache: a cache filled by someone else, configured as a layer.
+    let shared = s.path("shared-pkgs");
+    std::fs::rename(s.pkgs_dir(), &shared).unwrap();
+    std::fs::create_dir_all(s.path("config/airlock")).unwrap();
+    std::fs::write(
+        s.path("config/airlock/config.toml"),
+        format!("pkgs_layers = [\"{}\"]\n", shared.display()),
+    )
+    .unwrap();
+    let rel = "share/greeting-data/greeting.txt";
+    let shared_file = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            p.is_dir() && name.starts_with("greeting-data-2.0-0-")
+        })
+        .unwrap()
+        .join(rel);
+
+    s.ok(&["env", "create", "-n", "from-shared", "hello"]);
+    assert_eq!(
+        inode(&s.prefix("from-shared").join(rel)),
+        inode(&shared_file),
+        "not linked from the shared layer"
+    );
+
+    // Corrupt in the shared layer: skipped there (not touched) and fetched into the user's.
+    std::fs::remove_file(&shared_file).unwrap();
+    std::fs::write(&shared_file, "garbage").unwrap();
+    let out = s.run(&["env", "create", "-n", "again", "hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("is corrupt"), "{stderr}");
+    let file = s.prefix("again").join(rel);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "Hello again\n");
+    assert_eq!(std::fs::read_to_string(&shared_file).unwrap(), "garbage");
+    let users = cache_entry(&s, "greeting-data-2.0-0").join(rel);
+    assert_eq!(inode(&file), inode(&users));
+}
+
+#[test]
 fn cache_on_another_filesystem_copies_and_says_so_once() {
     use std::os::unix::fs::MetadataExt as _;
     let s = Sandbox::new();
@@ -878,6 +923,51 @@ fn cache_on_another_filesystem_copies_and_says_so_once() {
     )
     .unwrap();
     assert_eq!(meta["link"]["type"], 3, "{meta}");
+}
+
+#[test]
+fn progress_is_bars_on_a_terminal_and_lines_otherwise() {
+    if !which("script") {
+        eprintln!("skipping: script(1) is not installed");
+        return;
+    }
+    let s = Sandbox::new();
+    // Not a terminal (the tests' pipes): one plain line per package.
+    let out = s.run(&["env", "create", "-n", "plain", "hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("airlock: linking hello-2.0-0.conda"),
+        "{stderr}"
+    );
+
+    // On a terminal (script(1) gives the command a pseudo-terminal): progress bars. The
+    // sandbox's environment goes to script(1), which passes it on.
+    let sandboxed = s.command();
+    let mut script = Command::new("script");
+    for (key, value) in sandboxed.get_envs() {
+        match value {
+            Some(v) => script.env(key, v),
+            None => script.env_remove(key),
+        };
+    }
+    let out = script
+        .env("TERM", "xterm")
+        .current_dir(s.path("work"))
+        .arg("-qec")
+        .arg(format!(
+            "{} env create -n bars hello",
+            env!("CARGO_BIN_EXE_airlock")
+        ))
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("installing packages"), "{text}");
+    assert!(!text.contains("airlock: linking"), "{text}");
+    assert!(text.contains("airlock: created"), "{text}");
+    assert!(s.prefix("bars").join("bin/hello").is_file());
 }
 
 #[test]
