@@ -290,14 +290,18 @@ impl Shared {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let mut rest = lines;
         while !rest.is_empty() {
-            // The longest run of whole lines that fits (at least one line).
+            // The longest run of whole lines that fits (at least one line): usually all.
             let mut take = 0;
-            for line in rest.split_inclusive(|&b| b == b'\n') {
-                let next = take + line.len();
-                if take > 0 && open.size + next as u64 > self.max_bytes {
-                    break;
+            if open.size + rest.len() as u64 <= self.max_bytes {
+                take = rest.len();
+            } else {
+                for line in rest.split_inclusive(|&b| b == b'\n') {
+                    let next = take + line.len();
+                    if take > 0 && open.size + next as u64 > self.max_bytes {
+                        break;
+                    }
+                    take = next;
                 }
-                take = next;
             }
             let (chunk, after) = rest.split_at(take);
             if open.size + chunk.len() as u64 > self.max_bytes {
