@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
@@ -25,7 +27,13 @@ pub struct Gate {
     pub askpass: Askpass,
     /// Confirmations waiting for `airlock approve`.
     pub approvals: Approvals,
+    /// Whether a write of the queued audit records is on its way.
+    pub audit_write_scheduled: Arc<AtomicBool>,
 }
+
+/// Audit records are written together, at most this long after the first of them was queued
+/// (and at once when the agent stops).
+pub const AUDIT_DELAY: Duration = Duration::from_millis(20);
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -223,6 +231,29 @@ impl Gate {
         if let Some(audit) = &self.audit {
             audit.flush();
         }
+    }
+
+    /// After an answer has been sent: have the queued audit records written within
+    /// [`AUDIT_DELAY`], in one batch, on a blocking thread, so no client waits for the disk.
+    /// Outside a tokio runtime they are written now.
+    pub fn audit_after_answer(&self) {
+        let Some(audit) = &self.audit else { return };
+        if !audit.has_pending() || self.audit_write_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.audit_write_scheduled.store(false, Ordering::Release);
+            audit.flush();
+            return;
+        };
+        let audit = Arc::clone(audit);
+        let scheduled = Arc::clone(&self.audit_write_scheduled);
+        runtime.spawn(async move {
+            tokio::time::sleep(AUDIT_DELAY).await;
+            // Records queued from here on schedule the next write.
+            scheduled.store(false, Ordering::Release);
+            let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
+        });
     }
 
     /// Record a decision about something other than a signature (add, remove, lock, ...).

@@ -38,7 +38,7 @@ pub async fn serve(listener: UnixListener, guard: Arc<Guard>, shutdown: impl Fut
                 tracing::debug!(connection = id, "connection ended: {e}");
             }
             // Whatever this connection recorded before it broke off.
-            guard.gate.flush_audit();
+            guard.gate.audit_after_answer();
         }
     })
     .await;
@@ -100,7 +100,7 @@ async fn serve_connection(
         };
         let sent = stream.write_all(&response.encode()).await;
         // The audit lines of this request go to disk after the answer, not before it.
-        guard.gate.flush_audit();
+        guard.gate.audit_after_answer();
         sent?;
     }
     Ok(())

@@ -134,7 +134,12 @@ pub trait AuditSink: Send + Sync {
     /// answer is sent.
     fn record(&self, event: AuditEvent);
 
-    /// Store every decision recorded so far: called by each connection right after it has
-    /// sent its answer, and when the agent stops.
+    /// Store every decision recorded so far, now (the gate calls it shortly after answers, in
+    /// batches, and when the agent stops).
     fn flush(&self) {}
+
+    /// Whether records are waiting for [`AuditSink::flush`].
+    fn has_pending(&self) -> bool {
+        true
+    }
 }

@@ -154,7 +154,7 @@ pub async fn serve_connection(mut stream: UnixStream, mut conn: Connection, agen
         zeroize::Zeroize::zeroize(&mut body);
         let sent = stream.write_all(&response.encode()).await;
         // The audit lines of this request go to disk after the answer, not before it.
-        agent.gate().flush_audit();
+        agent.gate().audit_after_answer();
         if sent.is_err() {
             return;
         }

@@ -1,6 +1,6 @@
 //! The audit log: one JSON object per line per decision, appended in whole lines with `write(2)`
-//! on an `O_APPEND` descriptor (so lines from several writers never interleave), right after
-//! the agent has answered; file 0600 and directory 0700 from creation, rotated by size
+//! on an `O_APPEND` descriptor (so lines from several writers never interleave), in batches
+//! shortly after the agent has answered; file 0600 and directory 0700 from creation, rotated by size
 //! (`audit.jsonl` → `audit.jsonl.1` → ...).
 //! Fingerprints only: never key material.
 
@@ -164,10 +164,11 @@ struct Shared {
 /// An append-only audit log with size rotation. Implements [`AuditSink`].
 ///
 /// [`AuditSink::record`] is called on the agent's request path, before the answer goes out, so
-/// it only stamps the event and queues it; the connection's task writes the queue with
-/// [`AuditLog::flush`] right after sending the answer (whole lines, in order, in one
-/// `write(2)`), so the client does not wait for the disk. The agent also flushes when it
-/// stops, and dropping the log flushes.
+/// it only stamps the event and queues it; [`AuditLog::flush`] writes the queue (whole lines,
+/// in order, in one `write(2)`). The agent's gate calls it on a blocking thread at most 20 ms
+/// after an answer, so no client waits for the disk and busy moments cost one write per
+/// batch; the agent also flushes when it stops, and dropping the log flushes. A `kill -9`
+/// can lose the records of those last milliseconds.
 pub struct AuditLog {
     shared: Shared,
     pending: Mutex<Vec<(AuditEvent, OffsetDateTime)>>,
@@ -361,6 +362,14 @@ impl AuditSink for AuditLog {
 
     fn flush(&self) {
         AuditLog::flush(self);
+    }
+
+    fn has_pending(&self) -> bool {
+        !self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 }
 

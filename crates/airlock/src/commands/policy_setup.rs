@@ -89,7 +89,7 @@ impl PolicyArgs {
             askpass,
             policy: Some(Arc::new(policy)),
             audit,
-            approvals: airlock_agent::approval::Approvals::default(),
+            ..Gate::default()
         })
     }
 }
