@@ -533,8 +533,6 @@ fn jupyter_files(runtime: &Path) -> Vec<String> {
 
 #[test]
 fn jupyter_runs_on_a_unix_socket_through_a_tunnel_and_outlives_it() {
-    use std::io::BufRead as _;
-    use std::os::unix::process::CommandExt as _;
     let Some(venv) = ci_venv() else { return };
     let s = setup(Some(&forward_through("[\"gpu-node\"]")));
     assert_ok(&s.install());
@@ -544,26 +542,12 @@ fn jupyter_runs_on_a_unix_socket_through_a_tunnel_and_outlives_it() {
     let common = ["--remote-dir", &bin, "--runtime-dir", &runtime_arg];
 
     let link = s.link();
-    let mut cmd = s.airlock(&["jupyter", "gpu-node", "-p", venv.to_str().unwrap()]);
-    cmd.args(["--dir", s.remote.path().to_str().unwrap(), "--no-browser"])
-        .args(["--agent-link", link.to_str().unwrap()])
-        .args(common)
-        .stdout(std::process::Stdio::piped())
-        // Its own process group, so that the test can "press Ctrl-C" on it and its ssh.
-        .process_group(0);
-    let mut laptop = cmd.spawn().unwrap();
-    let _laptop_group = KillGroupOnDrop(laptop.id());
-    let mut line = String::new();
-    std::io::BufReader::new(laptop.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim();
-    let rest = url
-        .strip_prefix("http://127.0.0.1:")
-        .unwrap_or_else(|| panic!("no URL printed, got {url:?}"));
-    let (port, path) = rest.split_once('/').unwrap();
-    let port: u16 = port.parse().unwrap();
-    assert!(path.starts_with("lab?token="), "{url}");
+    let mut args = vec!["-p", venv.to_str().unwrap()];
+    args.extend(["--dir", s.remote.path().to_str().unwrap()]);
+    args.extend(["--agent-link", link.to_str().unwrap()]);
+    args.extend(common);
+    let (mut laptop, _laptop_group, port, token) = s.start_jupyter(&args);
+    let path = format!("lab?token={token}");
 
     let (code, head) = http_get(port, &format!("/{path}"));
     assert_eq!(code, 200, "{head}");
@@ -624,8 +608,7 @@ fn jupyter_runs_on_a_unix_socket_through_a_tunnel_and_outlives_it() {
     assert!(assert_ok(&out).contains(&s.key.fingerprint().unwrap()));
     // The token is not on jupyter's command line.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    let token = path.strip_prefix("lab?token=").unwrap();
-    assert!(!text(&cmdline).contains(token));
+    assert!(!text(&cmdline).contains(token.as_str()));
 
     // Ctrl-C closes the tunnel; the server keeps running.
     let status = Command::new("kill")
