@@ -220,7 +220,6 @@ impl Agent {
             tracing::debug!("sign request for a key the agent does not hold");
             return Response::Failure;
         };
-        let fingerprint = key.fingerprint();
         let kind = SignKind::classify(&req.data, &req.key_blob);
         if !key.destinations.is_empty()
             && let Err(reason) = Self::check_destination(&key, conn, &kind)
@@ -239,12 +238,11 @@ impl Agent {
         {
             return Response::Failure;
         }
-        let signer = Arc::clone(&key.signer);
-        drop(key);
-        match signer.sign(&req.data, req.flags) {
+        // The store's lock is not held: `key` is this request's own reference.
+        match key.signer.sign(&req.data, req.flags) {
             Ok(sig) => Response::Signature(sig),
             Err(e) => {
-                tracing::warn!(%fingerprint, "signing failed: {e}");
+                tracing::warn!(fingerprint = %key.fingerprint, "signing failed: {e}");
                 Response::Failure
             }
         }

@@ -122,7 +122,8 @@ pub fn prepare(
 /// The agent's keys, in the order they were added.
 #[derive(Debug, Default)]
 pub struct KeyStore {
-    keys: Vec<StoredKey>,
+    /// Shared, so a request can hold its key (signer, constraints) without the store's lock.
+    keys: Vec<Arc<StoredKey>>,
 }
 
 impl KeyStore {
@@ -145,12 +146,12 @@ impl KeyStore {
     }
 
     /// All live keys.
-    pub fn keys(&self) -> &[StoredKey] {
+    pub fn keys(&self) -> &[Arc<StoredKey>] {
         &self.keys
     }
 
     /// Find a key by its listed blob, or by its plain public key blob.
-    pub fn find(&self, blob: &[u8]) -> Option<&StoredKey> {
+    pub fn find(&self, blob: &[u8]) -> Option<&Arc<StoredKey>> {
         let now = Instant::now();
         self.keys
             .iter()
@@ -159,6 +160,7 @@ impl KeyStore {
 
     /// Add a key, or replace the constraints and comment of the same key, as OpenSSH does.
     pub fn insert(&mut self, key: StoredKey) {
+        let key = Arc::new(key);
         if let Some(existing) = self.keys.iter_mut().find(|k| k.blob == key.blob) {
             *existing = key;
         } else {
