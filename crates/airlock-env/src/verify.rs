@@ -82,15 +82,20 @@ pub enum Check {
     Corrupt(String),
 }
 
-/// Checks the cache entry `entry` of `record`: the stamp when it matches, else the full hash
-/// check (and then a new stamp).
-pub fn check_entry(pkgs_dir: &Path, entry: &Path, record: &RepoDataRecord) -> Check {
-    let stamp = stamp_path(pkgs_dir, entry);
+/// The stamp file of `entry` and the package's SHA-256 in hex (empty when the record has none).
+fn stamp_and_sha(pkgs_dir: &Path, entry: &Path, record: &RepoDataRecord) -> (PathBuf, String) {
     let sha = record
         .package_record
         .sha256
         .map(hex::encode)
         .unwrap_or_default();
+    (stamp_path(pkgs_dir, entry), sha)
+}
+
+/// Checks the cache entry `entry` of `record`: the stamp when it matches, else the full hash
+/// check (and then a new stamp).
+pub fn check_entry(pkgs_dir: &Path, entry: &Path, record: &RepoDataRecord) -> Check {
+    let (stamp, sha) = stamp_and_sha(pkgs_dir, entry, record);
     if stamp_matches(&stamp, entry, &sha) {
         return Check::Stamped;
     }
@@ -107,12 +112,7 @@ pub fn check_entry(pkgs_dir: &Path, entry: &Path, record: &RepoDataRecord) -> Ch
 /// only sizes are compared with `paths.json` (no reads). A missing file or a wrong size leaves
 /// it unstamped, so the next install hashes it.
 pub fn stamp_fresh_entry(pkgs_dir: &Path, entry: &Path, record: &RepoDataRecord) {
-    let stamp = stamp_path(pkgs_dir, entry);
-    let sha = record
-        .package_record
-        .sha256
-        .map(hex::encode)
-        .unwrap_or_default();
+    let (stamp, sha) = stamp_and_sha(pkgs_dir, entry, record);
     if stamp_matches(&stamp, entry, &sha) {
         return;
     }
