@@ -1111,6 +1111,37 @@ fn pip_setup(s: &Sandbox) -> (PathBuf, PathBuf) {
     (yml, venv)
 }
 
+/// `airlock env create -f yml` with `PATH` set to `path`; it must succeed.
+fn create_with_path(s: &Sandbox, yml: &Path, path: &std::ffi::OsStr) {
+    let out = s
+        .command()
+        .args(["env", "create", "-f", yml.to_str().unwrap()])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `tinypkg.VERSION` as the `withpip` environment's python imports it.
+fn tinypkg_version(s: &Sandbox) -> String {
+    s.ok(&[
+        "env",
+        "run",
+        "-n",
+        "withpip",
+        "--",
+        "python",
+        "-c",
+        "import tinypkg; print(tinypkg.VERSION)",
+    ])
+    .trim()
+    .to_owned()
+}
+
 /// The INSTALLER recorded in the venv for `tinypkg` (`pip` or `uv`).
 fn tinypkg_installer(venv: &Path) -> String {
     let lib = venv.join("lib");
@@ -1135,17 +1166,7 @@ fn pip_section_installs_into_the_environment_interpreter() {
     let s = Sandbox::new();
     let (yml, venv) = pip_setup(&s);
     let wheels = s.path("work/wheels");
-    let out = s
-        .command()
-        .args(["env", "create", "-f", yml.to_str().unwrap()])
-        .env("PATH", path_without_uv())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    create_with_path(&s, &yml, &path_without_uv());
     // Without uv on PATH, the environment's own `python -m pip` installed it.
     assert_eq!(tinypkg_installer(&venv), "pip");
     let requirements =
@@ -1158,17 +1179,7 @@ fn pip_section_installs_into_the_environment_interpreter() {
             wheels.display()
         )
     );
-    let out = s.ok(&[
-        "env",
-        "run",
-        "-n",
-        "withpip",
-        "--",
-        "python",
-        "-c",
-        "import tinypkg; print(tinypkg.VERSION)",
-    ]);
-    assert_eq!(out.trim(), "0.1");
+    assert_eq!(tinypkg_version(&s), "0.1");
     let export = s.ok(&["env", "export", "-n", "withpip", "--no-builds"]);
     assert!(export.contains("  - pip:\n"), "{export}");
     assert!(export.contains("      - tinypkg==0.1\n"), "{export}");
@@ -1198,29 +1209,9 @@ fn pip_section_uses_uv_when_it_is_on_path() {
         std::iter::once(uv_dir()).chain(std::env::split_paths(&path_without_uv())),
     )
     .unwrap();
-    let out = s
-        .command()
-        .args(["env", "create", "-f", yml.to_str().unwrap()])
-        .env("PATH", path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    create_with_path(&s, &yml, &path);
     assert_eq!(tinypkg_installer(&venv), "uv");
-    let out = s.ok(&[
-        "env",
-        "run",
-        "-n",
-        "withpip",
-        "--",
-        "python",
-        "-c",
-        "import tinypkg; print(tinypkg.VERSION)",
-    ]);
-    assert_eq!(out.trim(), "0.1");
+    assert_eq!(tinypkg_version(&s), "0.1");
 }
 
 fn path_without_uv() -> std::ffi::OsString {
