@@ -41,12 +41,10 @@ impl Askpass {
         }
     }
 
-    /// Show `prompt`; allowed when the program exits 0 and answers nothing or "yes".
+    /// Show `prompt`; allowed when the program exits 0 and answers nothing or "yes". The caller
+    /// checks [`Askpass::usable`] and bounds the wait by [`Askpass::timeout`] (the gate races
+    /// this against `airlock approve`); dropping the future kills the program.
     pub async fn confirm(&self, prompt: &str) -> bool {
-        if !self.usable() {
-            tracing::info!("confirmation needed but no askpass is usable; denying");
-            return false;
-        }
         let Some(program) = &self.program else {
             return false;
         };
@@ -66,22 +64,15 @@ impl Askpass {
             }
         };
         let mut out = String::new();
-        let run = async {
-            if let Some(mut stdout) = child.stdout.take() {
-                let _ = stdout.read_to_string(&mut out).await;
-            }
-            child.wait().await
-        };
-        match tokio::time::timeout(self.timeout, run).await {
-            Ok(Ok(status)) if status.success() => {
+        if let Some(mut stdout) = child.stdout.take() {
+            let _ = stdout.read_to_string(&mut out).await;
+        }
+        match child.wait().await {
+            Ok(status) if status.success() => {
                 let answer = out.trim_end_matches(['\n', '\r']);
                 answer.is_empty() || answer.eq_ignore_ascii_case("yes")
             }
-            Ok(_) => false,
-            Err(_) => {
-                tracing::info!("confirmation timed out; denying");
-                false
-            }
+            _ => false,
         }
     }
 }

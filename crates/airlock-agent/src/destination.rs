@@ -76,11 +76,6 @@ impl HostCertificate {
             .map_or(0, |d| d.as_secs());
         self.fields.kind == CERT_TYPE_HOST && self.fields.valid_at(now)
     }
-
-    /// The blob as the host sent it.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.blob
-    }
 }
 
 impl HostKey {

@@ -78,11 +78,6 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// The record of an event, stamped now.
-    pub fn from_event(event: AuditEvent) -> Self {
-        Self::from_event_at(event, OffsetDateTime::now_utc())
-    }
-
     /// The record of an event at a given time (the event's strings move into it).
     pub fn from_event_at(event: AuditEvent, at: OffsetDateTime) -> Self {
         Self {
@@ -239,13 +234,6 @@ impl AuditLog {
     /// The log's path.
     pub fn path(&self) -> &Path {
         &self.shared.path
-    }
-
-    /// Append one record as one line, now, on this thread.
-    pub fn append(&self, record: &AuditRecord) -> Result<(), PolicyError> {
-        let mut line = serde_json::to_vec(record)?;
-        line.push(b'\n');
-        self.shared.write_lines(&line)
     }
 
     /// Write every queued record to the file, on this thread.
