@@ -129,46 +129,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let control = bind_control(&socket);
     let code = runtime.block_on(async {
-        let approvals = options.gate.approvals.clone();
-        let control = control.and_then(|l| serve_control(l, approvals));
+        let control = serve_control(&socket, options.gate.approvals.clone());
         let code = serve(listener, options, &socket, &args.command).await;
         if let Some(c) = control {
             c.abort();
         }
         code
     });
-    let _ = std::fs::remove_file(airlock_agent::approval::control_socket(&socket));
     cleanup(&socket, created_dir.as_deref());
     code
 }
 
-/// Bind the control socket `airlock approve` talks to, beside `socket`. Without it the agent
-/// still works; confirmations can then only be answered through askpass.
-pub(crate) fn bind_control(socket: &Path) -> Option<StdListener> {
-    let path = airlock_agent::approval::control_socket(socket);
-    match bind(&path, false) {
-        Ok((listener, _)) => Some(listener),
+/// Bind the control socket `airlock approve` talks to, beside `socket`, and serve it in the
+/// background (call inside the runtime; [`cleanup`] removes it). Without it the agent still
+/// works; confirmations can then only be answered through askpass.
+pub(crate) fn serve_control(
+    socket: &Path,
+    approvals: airlock_agent::approval::Approvals,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let bound = bind(&airlock_agent::approval::control_socket(socket), false).and_then(|(l, _)| {
+        l.set_nonblocking(true)?;
+        Ok(tokio::net::UnixListener::from_std(l)?)
+    });
+    match bound {
+        Ok(listener) => Some(tokio::spawn(airlock_agent::approval::serve_control(
+            listener,
+            approvals,
+            std::future::pending(),
+        ))),
         Err(e) => {
             tracing::warn!("`airlock approve` will not reach this agent: {e:#}");
             None
         }
     }
-}
-
-/// Serve the control socket in the background (inside the runtime).
-pub(crate) fn serve_control(
-    listener: StdListener,
-    approvals: airlock_agent::approval::Approvals,
-) -> Option<tokio::task::JoinHandle<()>> {
-    listener.set_nonblocking(true).ok()?;
-    let listener = tokio::net::UnixListener::from_std(listener).ok()?;
-    Some(tokio::spawn(airlock_agent::approval::serve_control(
-        listener,
-        approvals,
-        std::future::pending(),
-    )))
 }
 
 async fn serve(
@@ -361,8 +355,10 @@ pub(crate) fn private_dir(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
     Ok(None)
 }
 
+/// Remove the socket and the control socket beside it, and the directory if we created it.
 pub(crate) fn cleanup(socket: &Path, created_dir: Option<&Path>) {
     let _ = std::fs::remove_file(socket);
+    let _ = std::fs::remove_file(airlock_agent::approval::control_socket(socket));
     if let Some(dir) = created_dir {
         let _ = std::fs::remove_dir(dir);
     }

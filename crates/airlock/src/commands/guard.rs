@@ -8,8 +8,8 @@ use airlock_agent::guard::Guard;
 use anyhow::Context;
 
 use super::agent::{
-    absolute, bind, bind_control, cleanup, env_lines, harden, is_detached_child, report_ready,
-    serve_control, start_detached, terminated,
+    absolute, bind, cleanup, env_lines, harden, is_detached_child, report_ready, serve_control,
+    start_detached, terminated,
 };
 use super::policy_setup::PolicyArgs;
 use crate::paths;
@@ -94,11 +94,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let control = bind_control(&socket);
     runtime.block_on(async {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::UnixListener::from_std(listener)?;
-        let control = control.and_then(|l| serve_control(l, gate.approvals.clone()));
+        let control = serve_control(&socket, gate.approvals.clone());
         let guard = Arc::new(Guard { upstream, gate });
         airlock_agent::guard::serve(listener, Arc::clone(&guard), terminated()).await;
         guard.gate.flush_audit();
@@ -107,7 +106,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(())
     })?;
-    let _ = std::fs::remove_file(airlock_agent::approval::control_socket(&socket));
     cleanup(&socket, created.as_deref());
     Ok(ExitCode::SUCCESS)
 }
