@@ -10,6 +10,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use airlock_policy::AuditLog;
+use airlock_policy::audit::DEFAULT_KEEP;
 use airlock_protocol::{Extension, Request, SessionBind};
 use anyhow::{Context, ensure};
 use ssh_encoding::Encode;
@@ -71,12 +73,8 @@ impl Host {
 }
 
 fn random_ed25519() -> anyhow::Result<ssh_key::PrivateKey> {
-    let mut seed = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
-        .context("cannot read /dev/urandom")?;
-    let keypair = ssh_key::private::Ed25519Keypair::from_seed(&seed);
-    Ok(ssh_key::PrivateKey::from(keypair))
+    ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519)
+        .context("cannot make an ed25519 key")
 }
 
 /// The data `ssh` asks the agent to sign for a public-key login (RFC 4252 §7), host-bound
@@ -288,9 +286,8 @@ pub fn run(args: &Args, key: &BenchKey, dir: &Path) -> anyhow::Result<()> {
     }
     drop(agents);
     // The log and its rotations (10 MiB each, three kept, as by default).
-    let audit_lines: usize = [audit.clone()]
-        .into_iter()
-        .chain((1..=3).map(|n| airlock_policy_rotated(&audit, n)))
+    let audit_lines: usize = AuditLog::files(&audit, DEFAULT_KEEP)
+        .iter()
         .map(|p| fs_err::read_to_string(p).map_or(0, |t| t.lines().count()))
         .sum();
     ensure!(
@@ -308,13 +305,6 @@ pub fn run(args: &Args, key: &BenchKey, dir: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// `audit.jsonl.N`, as the audit log names its rotations.
-fn airlock_policy_rotated(path: &Path, n: usize) -> std::path::PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".{n}"));
-    s.into()
 }
 
 fn tag(config: usize) -> &'static str {
