@@ -43,6 +43,31 @@ struct Resolved {
     file: Option<EnvironmentFile>,
 }
 
+impl Resolved {
+    /// How to install `solution` for `request`: what to record in `conda-meta/history`, the
+    /// yml's `variables:`, progress.
+    fn install_options(
+        &self,
+        solution: &Solution,
+        request: &CreateRequest,
+        platform: Subdir,
+    ) -> InstallOptions {
+        InstallOptions {
+            requested_specs: solution.specs.clone(),
+            history_specs: self.specs.clone(),
+            command_line: request.command_line.clone(),
+            variables: self
+                .file
+                .as_ref()
+                .map(|f| f.variables.clone())
+                .unwrap_or_default(),
+            history_date: None,
+            platform: Some(platform),
+            progress: request.progress,
+        }
+    }
+}
+
 fn resolve(request: &CreateRequest) -> Result<Resolved> {
     let file = request
         .file
@@ -97,19 +122,7 @@ pub async fn create(settings: &Settings, request: &CreateRequest) -> Result<Path
         },
     )
     .await?;
-    let options = InstallOptions {
-        requested_specs: solution.specs.clone(),
-        history_specs: resolved.specs.clone(),
-        command_line: request.command_line.clone(),
-        variables: resolved
-            .file
-            .as_ref()
-            .map(|f| f.variables.clone())
-            .unwrap_or_default(),
-        history_date: None,
-        platform: Some(platform),
-        progress: request.progress,
-    };
+    let options = resolved.install_options(&solution, request, platform);
     install::create(
         settings,
         &prefix,
@@ -184,19 +197,7 @@ pub async fn update(settings: &Settings, request: &CreateRequest) -> Result<Path
         },
     )
     .await?;
-    let options = InstallOptions {
-        requested_specs: solution.specs.clone(),
-        history_specs: resolved.specs.clone(),
-        command_line: request.command_line.clone(),
-        variables: resolved
-            .file
-            .as_ref()
-            .map(|f| f.variables.clone())
-            .unwrap_or_default(),
-        history_date: None,
-        platform: Some(platform),
-        progress: request.progress,
-    };
+    let options = resolved.install_options(&solution, request, platform);
     install::update(settings, &prefix, solution.records.clone(), &options).await?;
     if let Some(file) = &resolved.file
         && !file.pip.is_empty()
