@@ -758,7 +758,11 @@ fn sigusr1_removes_every_key() {
     let key = generate_key(&home.ssh_dir(), "k", KeyType::Ed25519).unwrap();
     ok(ssh_add(&home, &agent).arg(&key.private_key));
     assert!(ok(ssh_add(&home, &agent).arg("-l")).contains(&key.fingerprint().unwrap()));
-    ok(Command::new("kill").args(["-USR1", &agent.pid().to_string()]));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(agent.pid()).unwrap()),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
     eventually("the keys are gone after SIGUSR1", || {
         let out = run(ssh_add(&home, &agent).arg("-l"));
         String::from_utf8_lossy(&out.stdout).contains("no identities")
