@@ -27,6 +27,7 @@ pub mod install;
 pub mod lock;
 pub mod ops;
 pub mod pip;
+pub mod pypi;
 pub mod solve;
 pub mod testchannel;
 pub mod verify;

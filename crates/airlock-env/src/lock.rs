@@ -2,12 +2,16 @@
 //!
 //! A lock has one environment (`default`) with one entry per platform; each platform records
 //! the virtual packages the solve assumed (`__glibc`, `__cuda`), so a CPU-only login node can
-//! lock for a GPU node and the lock says so.
+//! lock for a GPU node and the lock says so. The `pip:` section of the yml is locked as `pypi:`
+//! packages per platform, with the index options in the environment's `indexes:`/`find-links:`
+//! (see [`crate::pypi`]).
 
 use std::path::Path;
 
 use rattler_conda_types::{GenericVirtualPackage, RepoDataRecord, Subdir};
-use rattler_lock::{CondaPackageData, LockFile, PlatformData, PlatformName};
+use rattler_lock::{
+    CondaPackageData, LockFile, PlatformData, PlatformName, PypiIndexes, PypiPackageData,
+};
 
 use crate::error::{EnvError, Result};
 use crate::solve::Solution;
@@ -25,8 +29,25 @@ pub fn virtual_package_string(package: &GenericVirtualPackage) -> String {
     )
 }
 
+/// The locked `pip:` section: the index options and the packages of each platform.
+#[derive(Debug, Clone, Default)]
+pub struct PypiSection {
+    /// `--index-url`, `--extra-index-url`, `--find-links` (no index with `--no-index`).
+    pub indexes: PypiIndexes,
+    /// The resolved wheels per platform.
+    pub packages: Vec<(Subdir, Vec<PypiPackageData>)>,
+}
+
 /// Builds a lock from one solution per platform.
 pub fn build(solutions: &[(Subdir, Solution)]) -> Result<LockFile> {
+    build_with_pypi(solutions, None)
+}
+
+/// Builds a lock from one solution per platform and, when the yml has one, its `pip:` section.
+pub fn build_with_pypi(
+    solutions: &[(Subdir, Solution)],
+    pypi: Option<&PypiSection>,
+) -> Result<LockFile> {
     let lock_err = |message: String| EnvError::Lock {
         path: "pixi.lock".into(),
         message,
@@ -75,6 +96,17 @@ pub fn build(solutions: &[(Subdir, Solution)]) -> Result<LockFile> {
                 .map_err(|e| lock_err(e.to_string()))?;
         }
     }
+    if let Some(pypi) = pypi {
+        builder.set_pypi_indexes(LOCK_ENVIRONMENT, pypi.indexes.clone());
+        for (subdir, packages) in &pypi.packages {
+            let name = PlatformName::from(subdir);
+            for package in packages {
+                builder
+                    .add_pypi_package(LOCK_ENVIRONMENT, &name, package.clone())
+                    .map_err(|e| lock_err(e.to_string()))?;
+            }
+        }
+    }
     Ok(builder.finish())
 }
 
@@ -96,6 +128,8 @@ pub struct LockedPlatform {
     pub virtual_packages: Vec<String>,
     /// The channels.
     pub channels: Vec<String>,
+    /// The `pypi:` packages, sorted by name.
+    pub pypi: Vec<PypiPackageData>,
 }
 
 /// Reads the records for `platform` from the lock at `path`.
@@ -132,6 +166,11 @@ pub fn read(path: &Path, platform: Subdir) -> Result<LockedPlatform> {
             .as_normalized()
             .cmp(b.package_record.name.as_normalized())
     });
+    let mut pypi: Vec<PypiPackageData> = environment
+        .pypi_packages(locked_platform)
+        .map(|packages| packages.cloned().collect())
+        .unwrap_or_default();
+    pypi.sort_by(|a, b| a.name().cmp(b.name()));
     let channels = environment
         .channels()
         .iter()
@@ -141,5 +180,6 @@ pub fn read(path: &Path, platform: Subdir) -> Result<LockedPlatform> {
         records,
         virtual_packages,
         channels,
+        pypi,
     })
 }

@@ -10,6 +10,7 @@ use crate::envs::{self, Target};
 use crate::error::{EnvError, Result};
 use crate::install::{self, InstallOptions};
 use crate::lock;
+use crate::pypi;
 use crate::solve::{self, Solution, SolveRequest};
 use crate::yaml::EnvironmentFile;
 
@@ -231,12 +232,6 @@ pub async fn lock(settings: &Settings, request: &LockRequest) -> Result<PathBuf>
             channels.push(c.clone());
         }
     }
-    if !file.pip.is_empty() {
-        tracing::warn!(
-            "{}: the pip: section is not locked; it is installed from the yml on create",
-            request.file.display()
-        );
-    }
     let platforms = if request.platforms.is_empty() {
         vec![solve::current_platform()]
     } else {
@@ -257,7 +252,6 @@ pub async fn lock(settings: &Settings, request: &LockRequest) -> Result<PathBuf>
         .await?;
         solutions.push((platform, solution));
     }
-    let lock_file = lock::build(&solutions)?;
     let output = request.output.clone().unwrap_or_else(|| {
         request
             .file
@@ -265,8 +259,43 @@ pub async fn lock(settings: &Settings, request: &LockRequest) -> Result<PathBuf>
             .unwrap_or_else(|| Path::new("."))
             .join("pixi.lock")
     });
+    let pypi = if file.pip.is_empty() {
+        None
+    } else {
+        Some(lock_pip(&file, &solutions, &output).await?)
+    };
+    let lock_file = lock::build_with_pypi(&solutions, pypi.as_ref())?;
     lock::write(&lock_file, &output)?;
     Ok(output)
+}
+
+/// Resolves the yml's `pip:` section for each solved platform, against that platform's Python.
+async fn lock_pip(
+    file: &EnvironmentFile,
+    solutions: &[(Subdir, Solution)],
+    output: &Path,
+) -> Result<lock::PypiSection> {
+    let output = std::path::absolute(output).map_err(|e| EnvError::io(output, e))?;
+    let lock_dir = output.parent().unwrap_or_else(|| Path::new("/"));
+    let mut packages = Vec::new();
+    for (subdir, solution) in solutions {
+        let target = pypi::PythonTarget::from_solution(*subdir, solution).ok_or_else(|| {
+            EnvError::EnvironmentYaml {
+                path: file.path.clone(),
+                line: 0,
+                field: "dependencies.pip".to_owned(),
+                message: format!(
+                    "the pip: section needs `python` in the dependencies (the {subdir} solution has none)"
+                ),
+            }
+        })?;
+        let resolved = pypi::resolve(&file.path, &file.pip, &target, lock_dir).await?;
+        packages.push((*subdir, resolved));
+    }
+    Ok(lock::PypiSection {
+        indexes: pypi::indexes(&file.pip),
+        packages,
+    })
 }
 
 /// `env install --lock`: recreates an environment exactly from a lock, without solving.
@@ -295,6 +324,9 @@ pub async fn install_lock(settings: &Settings, request: &InstallLockRequest) -> 
         return Err(EnvError::EnvironmentExists(prefix));
     }
     check_lock_channels(settings, &locked.records)?;
+    // Every locked wheel is checked before anything is built: a changed or missing file stops
+    // the install here, with nothing to clean up.
+    let artifacts = pypi::check_artifacts(&request.lock, &locked.pypi, settings.offline)?;
     warn_missing_virtual_packages(platform, &locked.virtual_packages);
     // The history date comes from the lock (its newest package), so the same lock gives the
     // same bytes in conda-meta.
@@ -322,9 +354,56 @@ pub async fn install_lock(settings: &Settings, request: &InstallLockRequest) -> 
         platform: Some(platform),
         progress: request.progress,
     };
-    install::create(settings, &prefix, locked.records, &options, request.force).await?;
+    if artifacts.is_empty() {
+        install::create(settings, &prefix, locked.records, &options, request.force).await?;
+    } else {
+        install_lock_with_pypi(settings, &prefix, locked.records, &options, &artifacts).await?;
+    }
     envs::register(&settings.environments_txt, &prefix)?;
     Ok(prefix)
+}
+
+/// The conda packages go through the staging directory as usual; the wheels can only be
+/// installed once the environment is at its final path (pip and uv write that path into
+/// scripts), so they follow the rename. If that step fails the new environment is removed, and
+/// an environment it replaces (`--force`) was kept aside until then and is put back.
+async fn install_lock_with_pypi(
+    settings: &Settings,
+    prefix: &Path,
+    records: Vec<RepoDataRecord>,
+    options: &InstallOptions,
+    artifacts: &[pypi::Artifact],
+) -> Result<()> {
+    let conda_names: Vec<String> = records
+        .iter()
+        .map(|r| r.package_record.name.as_normalized().to_owned())
+        .collect();
+    let backup = if prefix.exists() {
+        let name = prefix.file_name().unwrap_or_default().to_string_lossy();
+        let backup =
+            prefix.with_file_name(format!(".{name}.airlock-backup-{}", std::process::id()));
+        fs_err::rename(prefix, &backup)?;
+        Some(backup)
+    } else {
+        None
+    };
+    let mut result = install::create(settings, prefix, records, options, false).await;
+    if result.is_ok() {
+        result = pypi::install(prefix, artifacts, &conda_names);
+        if result.is_err()
+            && let Err(e) = envs::remove(settings, prefix)
+        {
+            tracing::warn!("could not remove the incomplete environment: {e}");
+        }
+    }
+    if let Some(backup) = backup {
+        if result.is_ok() {
+            fs_err::remove_dir_all(&backup)?;
+        } else if !prefix.exists() {
+            fs_err::rename(&backup, prefix)?;
+        }
+    }
+    result
 }
 
 /// Offline mode and missing local channels give one clear sentence before any download.

@@ -98,16 +98,51 @@ pub fn normalize(name: &str) -> String {
     out
 }
 
-/// Writes `lines` to the requirements file next to `yml` and installs them into `prefix`
-/// with `uv` when it is on `PATH`, else with the environment's `python -m pip`.
-pub fn install(prefix: &Path, yml: &Path, lines: &[String], conda_names: &[String]) -> Result<()> {
+/// Writes `lines` verbatim to the requirements file next to `yml`; returns its path.
+pub fn write_requirements(yml: &Path, lines: &[String]) -> Result<PathBuf> {
     let requirements = requirements_path(yml);
     let text = lines.iter().fold(String::new(), |mut text, l| {
         text.push_str(l);
         text.push('\n');
         text
     });
-    fs_err::write(&requirements, text)?;
+    crate::envs::write_atomic(&requirements, text.as_bytes())?;
+    Ok(requirements)
+}
+
+/// The directory the pip lines of `yml` are run from (relative paths in them are relative to it).
+pub fn yml_dir(yml: &Path) -> Option<&Path> {
+    yml.parent().filter(|d| !d.as_os_str().is_empty())
+}
+
+/// Writes `lines` to the requirements file next to `yml` and installs them into `prefix`
+/// with `uv` when it is on `PATH`, else with the environment's `python -m pip`.
+pub fn install(prefix: &Path, yml: &Path, lines: &[String], conda_names: &[String]) -> Result<()> {
+    let requirements = write_requirements(yml, lines)?;
+    let requirements = requirements.as_os_str();
+    let mut command = installer(
+        prefix,
+        &["-r".as_ref(), requirements],
+        &[
+            "-U".as_ref(),
+            "-r".as_ref(),
+            requirements,
+            "--exists-action=b".as_ref(),
+        ],
+    )?;
+    if let Some(dir) = yml_dir(yml) {
+        command.current_dir(dir);
+    }
+    run_install(prefix, command, conda_names)
+}
+
+/// `uv pip install --python PREFIX/bin/python UV_ARGS` when `uv` is on `PATH`, else
+/// `PREFIX/bin/python -m pip install PIP_ARGS`.
+pub(crate) fn installer(
+    prefix: &Path,
+    uv_args: &[&std::ffi::OsStr],
+    pip_args: &[&std::ffi::OsStr],
+) -> Result<Command> {
     let python = prefix.join("bin").join("python");
     if !python.exists() {
         return Err(EnvError::Pip {
@@ -118,24 +153,27 @@ pub fn install(prefix: &Path, yml: &Path, lines: &[String], conda_names: &[Strin
             ),
         });
     }
-    let before = distributions(prefix);
-    let mut command = if let Some(uv) = which("uv") {
+    Ok(if let Some(uv) = which("uv") {
         let mut c = Command::new(uv);
         c.args(["pip", "install", "--python"])
             .arg(&python)
-            .arg("-r")
-            .arg(&requirements);
+            .args(uv_args);
         c
     } else {
         let mut c = Command::new(&python);
-        c.args(["-m", "pip", "install", "-U", "-r"])
-            .arg(&requirements)
-            .arg("--exists-action=b");
+        c.args(["-m", "pip", "install"]).args(pip_args);
         c
-    };
-    if let Some(dir) = yml.parent().filter(|d| !d.as_os_str().is_empty()) {
-        command.current_dir(dir);
-    }
+    })
+}
+
+/// Runs `command`, an install into `prefix`, and warns about packages conda installed that it
+/// replaced.
+pub(crate) fn run_install(
+    prefix: &Path,
+    mut command: Command,
+    conda_names: &[String],
+) -> Result<()> {
+    let before = distributions(prefix);
     let shown = format!("{command:?}");
     tracing::info!("installing pip requirements: {shown}");
     let status = command.status().map_err(|e| EnvError::Pip {

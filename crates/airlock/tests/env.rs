@@ -1079,6 +1079,17 @@ fn existing_environment_is_not_overwritten_without_force() {
 /// system Python), a wheel, and an environment.yml with a `pip:` section that installs it
 /// offline. Returns the yml and the venv.
 fn pip_setup(s: &Sandbox) -> (PathBuf, PathBuf) {
+    let wheels = s.path("work/wheels");
+    build_wheel(&wheels, "tinypkg", "0.1", &[]);
+    pip_setup_with(
+        s,
+        &format!("--find-links {}\n    - tinypkg==0.1", wheels.display()),
+    )
+}
+
+/// [`pip_setup`]'s channel and venv with `pip_lines` (after `--no-index`) in the yml's `pip:`
+/// section; the wheels are the caller's.
+fn pip_setup_with(s: &Sandbox, pip_lines: &str) -> (PathBuf, PathBuf) {
     let venv = s.path("venv");
     let status = Command::new("python3")
         .args(["-m", "venv"])
@@ -1098,14 +1109,11 @@ fn pip_setup(s: &Sandbox) -> (PathBuf, PathBuf) {
         })],
     )
     .unwrap();
-    let wheels = s.path("work/wheels");
-    build_wheel(&wheels, "tinypkg", "0.1");
     let yml = s.write(
         "proj/environment.yml",
         &format!(
-            "name: withpip\nchannels:\n  - {}\n  - conda-forge\ndependencies:\n  - python=3.11\n  - hello\n  - pip:\n    - --no-index\n    - --find-links {}\n    - tinypkg==0.1\n",
+            "name: withpip\nchannels:\n  - {}\n  - conda-forge\ndependencies:\n  - python=3.11\n  - hello\n  - pip:\n    - --no-index\n    - {pip_lines}\n",
             url::Url::from_directory_path(&pychan).unwrap(),
-            wheels.display()
         ),
     );
     (yml, venv)
@@ -1219,16 +1227,23 @@ fn path_without_uv() -> std::ffi::OsString {
     std::env::join_paths(std::env::split_paths(&path).filter(|d| !d.join("uv").is_file())).unwrap()
 }
 
-/// Writes a pure-Python wheel by hand (a wheel is a zip with a dist-info directory).
-fn build_wheel(dir: &Path, name: &str, version: &str) {
+/// Writes a pure-Python wheel by hand (a wheel is a zip with a dist-info directory), with a
+/// `Requires-Dist` line for each of `requires`.
+fn build_wheel(dir: &Path, name: &str, version: &str, requires: &[&str]) {
     std::fs::create_dir_all(dir).unwrap();
+    let requires = requires.join("\\nRequires-Dist: ");
+    let requires = if requires.is_empty() {
+        requires
+    } else {
+        format!("Requires-Dist: {requires}\\n")
+    };
     let script = format!(
         r#"
 import zipfile, hashlib, base64, sys
 name, version, out = "{name}", "{version}", sys.argv[1]
 files = {{
     f"{{name}}/__init__.py": f"VERSION = '{{version}}'\n",
-    f"{{name}}-{{version}}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {{name}}\nVersion: {{version}}\n",
+    f"{{name}}-{{version}}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {{name}}\nVersion: {{version}}\nRequires-Python: >=3.8\n{requires}",
     f"{{name}}-{{version}}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
 }}
 record = []
@@ -1337,4 +1352,263 @@ fn update_from_an_edited_environment_yml() {
         out,
         format!("two\nfoo-tool in {}\n", s.prefix("proj").display())
     );
+}
+
+/// `PATH` with uv first.
+fn path_with_uv() -> std::ffi::OsString {
+    std::env::join_paths(std::iter::once(uv_dir()).chain(std::env::split_paths(&path_without_uv())))
+        .unwrap()
+}
+
+/// Two wheels beside the yml, `tinypkg` 0.1 (which requires `tinydep>=1.0`) and `tinydep` 1.0,
+/// in `proj/wheels`; the yml asks for `tinypkg` unpinned through `--find-links ./wheels`, so
+/// the lock has to resolve the dependency. Returns the yml, the venv and the wheels directory.
+fn pip_lock_setup(s: &Sandbox) -> (PathBuf, PathBuf, PathBuf) {
+    let wheels = s.path("work/proj/wheels");
+    build_wheel(&wheels, "tinypkg", "0.1", &["tinydep>=1.0"]);
+    build_wheel(&wheels, "tinydep", "1.0", &[]);
+    let (yml, venv) = pip_setup_with(s, "--find-links ./wheels\n    - tinypkg");
+    (yml, venv, wheels)
+}
+
+/// Whether to skip a test that needs a real interpreter.
+fn python3_missing() -> bool {
+    let missing = !which("python3");
+    if missing {
+        eprintln!("skipping: python3 is not installed");
+    }
+    missing
+}
+
+/// Runs airlock with `PATH` set to `path`.
+fn run_with_path(s: &Sandbox, args: &[&str], path: &std::ffi::OsStr) -> Output {
+    s.command().args(args).env("PATH", path).output().unwrap()
+}
+
+/// `airlock env lock -f yml` with `PATH` set to `path`; it must succeed.
+fn lock_with_path(s: &Sandbox, yml: &Path, path: &std::ffi::OsStr) {
+    assert_success(&run_with_path(
+        s,
+        &["env", "lock", "-f", yml.to_str().unwrap()],
+        path,
+    ));
+}
+
+/// `airlock env install --lock LOCK -n NAME` with `PATH` set to `path`.
+fn install_lock_with_path(s: &Sandbox, lock: &Path, name: &str, path: &std::ffi::OsStr) -> Output {
+    run_with_path(
+        s,
+        &[
+            "env",
+            "install",
+            "--lock",
+            lock.to_str().unwrap(),
+            "-n",
+            name,
+        ],
+        path,
+    )
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// `env lock` resolves the pip: section into `pypi:` entries with hashes; `env install --lock`
+/// installs exactly those, even when a newer wheel appeared after locking.
+fn pip_section_is_locked_and_installed_exactly(path: &std::ffi::OsStr, installer: &str) {
+    let s = Sandbox::new();
+    let (yml, venv, wheels) = pip_lock_setup(&s);
+    lock_with_path(&s, &yml, path);
+    let lock_path = s.path("work/proj/pixi.lock");
+    let lock = std::fs::read_to_string(&lock_path).unwrap();
+
+    for (name, version, requires) in [
+        ("tinydep", "1.0", ""),
+        ("tinypkg", "0.1", "  requires_dist:\n  - tinydep>=1.0\n"),
+    ] {
+        let file = format!("{name}-{version}-py3-none-any.whl");
+        let entry = format!(
+            "- pypi: ./wheels/{file}\n  name: {name}\n  version: '{version}'\n  sha256: {}\n{requires}  requires_python: '>=3.8'\n",
+            sha256(&wheels.join(&file))
+        );
+        assert!(lock.contains(&entry), "{entry} not in:\n{lock}");
+        assert!(
+            lock.contains(&format!("      - pypi: ./wheels/{file}\n")),
+            "{lock}"
+        );
+    }
+    assert!(
+        lock.contains("    indexes: []\n    find-links:\n    - path: ./wheels\n"),
+        "{lock}"
+    );
+    // A resolver would now pick tinypkg 0.2; installing from the lock must not.
+    build_wheel(&wheels, "tinypkg", "0.2", &["tinydep>=1.0"]);
+    assert_success(&install_lock_with_path(&s, &lock_path, "fresh", path));
+    assert!(installed(&s.prefix("fresh")).contains(&"hello-2.0-0".to_owned()));
+    let versions = s.ok(&[
+        "env",
+        "run",
+        "-n",
+        "fresh",
+        "--",
+        "python",
+        "-c",
+        "import importlib.metadata as m, tinypkg, tinydep; print(tinypkg.VERSION, tinydep.VERSION, sorted(d.metadata['Name'] for d in m.distributions() if d.metadata['Name'].startswith('tiny')))",
+    ]);
+    assert_eq!(versions.trim(), "0.1 1.0 ['tinydep', 'tinypkg']");
+    assert_eq!(tinypkg_installer(&venv), installer);
+}
+
+#[test]
+fn pip_section_is_locked_and_installed_exactly_with_pip() {
+    if python3_missing() {
+        return;
+    }
+    pip_section_is_locked_and_installed_exactly(&path_without_uv(), "pip");
+}
+
+#[test]
+fn pip_section_is_locked_and_installed_exactly_with_uv() {
+    if python3_missing() {
+        return;
+    }
+    pip_section_is_locked_and_installed_exactly(&path_with_uv(), "uv");
+}
+
+#[test]
+fn a_wheel_changed_after_locking_stops_the_install_before_anything_is_built() {
+    if python3_missing() {
+        return;
+    }
+    let s = Sandbox::new();
+    let (yml, venv, wheels) = pip_lock_setup(&s);
+    let path = path_without_uv();
+    lock_with_path(&s, &yml, &path);
+    // The same file name rebuilt with other contents.
+    build_wheel(&wheels, "tinydep", "1.0", &["something-else"]);
+    let lock_path = s.path("work/proj/pixi.lock");
+    let out = install_lock_with_path(&s, &lock_path, "broken", &path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("pypi package `tinydep` 1.0")
+            && stderr.contains("the file changed after locking"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!s.prefix("broken").exists());
+    assert!(leftovers(&s.envs_dir()).is_empty());
+    let registered =
+        std::fs::read_to_string(s.home().join(".conda/environments.txt")).unwrap_or_default();
+    assert!(!registered.contains("broken"), "{registered}");
+    // Nothing reached the interpreter either.
+    let site = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("site-packages");
+    assert!(!site.join("tinypkg").exists());
+    assert!(!site.join("tinydep").exists());
+}
+
+#[test]
+fn a_local_source_tree_in_the_pip_section_cannot_be_locked() {
+    if python3_missing() {
+        return;
+    }
+    let s = Sandbox::new();
+    let (yml, _) = pip_setup_with(&s, "-e .");
+    let out = run_with_path(
+        &s,
+        &["env", "lock", "-f", yml.to_str().unwrap()],
+        &path_without_uv(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "environment.yml:10: field `dependencies.pip[1]`: `-e .` is a local source tree"
+        ),
+        "{stderr}"
+    );
+    assert!(!s.path("work/proj/pixi.lock").exists());
+}
+
+#[test]
+fn an_unreachable_locked_wheel_leaves_no_environment_and_keeps_the_replaced_one() {
+    if python3_missing() {
+        return;
+    }
+    let s = Sandbox::new();
+    let (yml, _, _) = pip_lock_setup(&s);
+    let path = path_without_uv();
+    lock_with_path(&s, &yml, &path);
+    let lock_path = s.path("work/proj/pixi.lock");
+    let install = |name: &str, force: bool| {
+        let mut args = vec![
+            "env",
+            "install",
+            "--lock",
+            lock_path.to_str().unwrap(),
+            "-n",
+            name,
+        ];
+        if force {
+            args.push("--force");
+        }
+        s.command()
+            .args(&args)
+            .env("PATH", &path)
+            .env("PIP_RETRIES", "0")
+            .output()
+            .unwrap()
+    };
+    assert_success(&install("keep", false));
+    // Nothing listens on the discard port of the loopback interface.
+    let lock = std::fs::read_to_string(&lock_path).unwrap();
+    std::fs::write(
+        &lock_path,
+        lock.replace(
+            "./wheels/tinydep-1.0-py3-none-any.whl",
+            "http://127.0.0.1:9/tinydep-1.0-py3-none-any.whl",
+        ),
+    )
+    .unwrap();
+    for (name, force) in [("other", false), ("keep", true)] {
+        let out = install(name, force);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("airlock: error: installing the pip: section failed"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(!s.prefix("other").exists());
+    assert!(installed(&s.prefix("keep")).contains(&"hello-2.0-0".to_owned()));
+    assert!(leftovers(&s.envs_dir()).is_empty());
+    let dirs: Vec<String> = std::fs::read_dir(s.envs_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(dirs, vec!["keep"]);
 }

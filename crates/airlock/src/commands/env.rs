@@ -112,7 +112,8 @@ enum EnvCommand {
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },
-    /// Solve an environment.yml for one or more platforms and write a pixi.lock (v7).
+    /// Solve an environment.yml (and resolve its pip: section) for one or more platforms and
+    /// write a pixi.lock (v7).
     Lock {
         /// The environment.yml.
         #[arg(short = 'f', long = "file")]
@@ -130,7 +131,7 @@ enum EnvCommand {
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },
-    /// Create an environment exactly from a lock file, without solving.
+    /// Create an environment exactly from a lock file (conda and pypi packages), without solving.
     Install {
         /// The lock file (pixi.lock).
         #[arg(long)]
