@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rattler::install::{IndicatifReporter, Installer, LinkOptions, Reporter, Transaction};
 use rattler_cache::package_cache::{PackageCache, PackageCacheLayer};
@@ -149,10 +150,11 @@ fn notice_copies(prefix: &Path, shown_prefix: &Path, caches: &[PathBuf]) {
     }
 }
 
-/// rattler links each package on rayon's global pool, one package per thread, and each
-/// package ends with a synchronous write of its `conda-meta` record (`fsync`). With one thread
-/// per core, linking waits on those flushes; more threads keep linking while others wait, and
-/// the filesystem commits their flushes together. Sized once per process, before rattler's
+/// Packages are linked on rayon's global pool, one package per thread (by `link` for a new
+/// environment, by rattler's `Installer` for an update). In an update each package ends with
+/// a synchronous write of its `conda-meta` record (`fsync`): with one thread per core, linking
+/// waits on those flushes; more threads keep linking while others wait, and the filesystem
+/// commits their flushes together. Sized once per process, before rattler's
 /// first use of the pool; `RAYON_NUM_THREADS` still decides when set.
 pub fn size_link_pool() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -457,35 +459,59 @@ async fn install_into(
     }
     caches.dedup();
     notice_copies(prefix, final_prefix.unwrap_or(prefix), &caches);
-    let mut installer = Installer::new()
-        .with_package_cache(package_cache_excluding(settings, &plan.excluded))
-        .with_target_platform(platform)
-        .with_requested_specs(options.requested_specs.clone())
-        .with_installed_packages(installed.to_vec())
-        .with_link_options(LinkOptions {
-            allow_symbolic_links: Some(can_symlink(prefix)),
-            allow_hard_links: None,
-            allow_ref_links: None,
-        });
-    if let Some(final_prefix) = final_prefix {
-        installer = installer.with_alternative_target_prefix(final_prefix);
-    }
-    if options.progress {
-        // Bars on a terminal (download, extract, link); plain lines for logs and pipes.
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            installer = installer
-                .with_reporter(IndicatifReporter::builder().clear_when_done(true).finish());
-        } else {
-            installer = installer.with_reporter(LineReporter::default());
+    let cache = package_cache_excluding(settings, &plan.excluded);
+    let symlinks = can_symlink(prefix);
+    let target = final_prefix.unwrap_or(prefix);
+    let install_error = |message: String| EnvError::Install {
+        prefix: target.to_path_buf(),
+        message,
+    };
+    if installed.is_empty() {
+        // A new prefix: airlock's own link loop (see `link`).
+        crate::link::link_new_prefix(
+            crate::link::NewPrefix {
+                staging: prefix,
+                target,
+                cache,
+                platform,
+                allow_symbolic_links: symlinks,
+                requested_specs: &options.requested_specs,
+                reporter: match progress(options) {
+                    Progress::None => None,
+                    Progress::Bars => Some(Arc::new(
+                        IndicatifReporter::builder().clear_when_done(true).finish(),
+                    )),
+                    Progress::Lines => Some(Arc::new(LineReporter::default())),
+                },
+            },
+            records.clone(),
+        )
+        .await?;
+    } else {
+        let mut installer = Installer::new()
+            .with_package_cache(cache)
+            .with_target_platform(platform)
+            .with_requested_specs(options.requested_specs.clone())
+            .with_installed_packages(installed.to_vec())
+            .with_alternative_target_prefix(target)
+            .with_link_options(LinkOptions {
+                allow_symbolic_links: Some(symlinks),
+                allow_hard_links: None,
+                allow_ref_links: None,
+            });
+        match progress(options) {
+            Progress::None => {}
+            Progress::Bars => {
+                installer = installer
+                    .with_reporter(IndicatifReporter::builder().clear_when_done(true).finish());
+            }
+            Progress::Lines => installer = installer.with_reporter(LineReporter::default()),
         }
+        installer
+            .install(prefix, records.clone())
+            .await
+            .map_err(|e| install_error(error_chain(&e)))?;
     }
-    installer
-        .install(prefix, records.clone())
-        .await
-        .map_err(|e| EnvError::Install {
-            prefix: final_prefix.unwrap_or(prefix).to_path_buf(),
-            message: error_chain(&e),
-        })?;
     if settings.verify == Verify::Stamp && !plan.fresh.is_empty() {
         let fresh: Vec<RepoDataRecord> = plan
             .fresh
@@ -508,6 +534,25 @@ async fn install_into(
     write_history(prefix, &before, &after, options)?;
     write_state(prefix, &options.variables)?;
     Ok(())
+}
+
+/// How an install reports progress on stderr.
+enum Progress {
+    None,
+    /// Bars (download, extract, link) on a terminal.
+    Bars,
+    /// One plain line per package, for logs and pipes.
+    Lines,
+}
+
+fn progress(options: &InstallOptions) -> Progress {
+    if !options.progress {
+        Progress::None
+    } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        Progress::Bars
+    } else {
+        Progress::Lines
+    }
 }
 
 /// `channel/subdir::name-version-build`, as conda writes it in `conda-meta/history`.

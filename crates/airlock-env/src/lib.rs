@@ -24,6 +24,7 @@ pub mod envs;
 pub mod error;
 pub mod export;
 pub mod install;
+mod link;
 pub mod lock;
 pub mod ops;
 pub mod pip;

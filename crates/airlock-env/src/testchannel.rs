@@ -84,6 +84,9 @@ pub struct PackageBuild {
     pub files: Vec<PackageFile>,
     /// Archive format.
     pub format: ArchiveFormat,
+    /// `Some` for a `noarch: python` package: its entry points (`name = module:function`),
+    /// written to `info/link.json`. Its files are given as `site-packages/...`.
+    pub python_entry_points: Option<Vec<String>>,
 }
 
 impl PackageBuild {
@@ -102,7 +105,15 @@ impl PackageBuild {
                 format!("{name} {version}\n"),
             )],
             format: ArchiveFormat::Conda,
+            python_entry_points: None,
         }
+    }
+
+    /// Makes this a `noarch: python` package with these entry points.
+    #[must_use]
+    pub fn noarch_python(mut self, entry_points: &[&str]) -> Self {
+        self.python_entry_points = Some(entry_points.iter().map(|e| (*e).to_owned()).collect());
+        self
     }
 
     /// Builds for `subdir` instead of `noarch`.
@@ -214,7 +225,12 @@ impl PackageBuild {
         if self.subdir == "noarch"
             && let Some(obj) = index.as_object_mut()
         {
-            obj.insert("noarch".into(), json!("generic"));
+            let kind = if self.python_entry_points.is_some() {
+                "python"
+            } else {
+                "generic"
+            };
+            obj.insert("noarch".into(), json!(kind));
         }
         let info = root.join("info");
         fs_err::create_dir_all(&info)?;
@@ -230,6 +246,15 @@ impl PackageBuild {
             "paths.json",
             &json!({ "paths": entries, "paths_version": 1 }),
         )?);
+        if let Some(entry_points) = &self.python_entry_points {
+            paths.push(write_json(
+                "link.json",
+                &json!({
+                    "noarch": { "type": "python", "entry_points": entry_points },
+                    "package_metadata_version": 1,
+                }),
+            )?);
+        }
         let files_list = self.files.iter().fold(String::new(), |mut text, f| {
             text.push_str(&f.path);
             text.push('\n');
