@@ -107,7 +107,9 @@ pub(crate) async fn link_new_prefix(
         )
     };
     let requested = requested_by_name(new.requested_specs);
-    let client = LazyClient::default();
+    // Built on first use only: making a client reads the system's CA certificates, which a
+    // `file://` channel or a warm cache never needs (`LazyClient::default()` builds it now).
+    let client = LazyClient::new(Default::default);
     // Largest first, as rattler does, so the long links start early.
     let mut order: Vec<usize> = (0..records.len()).collect();
     order.sort_by_key(|&i| {
