@@ -334,14 +334,19 @@ fn main() {
          compares size, mtime and inode of every cached file with a stamp written after the \
          package was hash-checked once; `full` hashes every file on every install; `skip` \
          trusts the cache (rattler's and py-rattler's default). Machine: {cpus} CPU(s), shared \
-         with other builds, `$TMPDIR` on ext4.\n\n\
+         with other builds, `$TMPDIR` on ext4 (mounted with `discard`). Absolute times here \
+         vary 2–3x from one run to the next with the state of the shared disk (4000 hard \
+         links by `cp -al` took 74 ms in one run and 200 ms in another): read the ratios, \
+         which compare runs made side by side.\n\n\
          {}\n\
-         Where the rest of the time goes (perf and strace of the 200 × 20 case): both sides \
-         make the same directories and hard links; rattler also writes each package's \
-         `conda-meta/*.json` as a new file (temp file, `fsync`, rename), which `cp -al` only \
-         links, so with few files per package that per-package cost weighs most. Linking \
-         runs on a rayon pool of 4 × cores threads so that packages keep linking while others \
-         wait on their `fsync`.\n\n\
+         A new environment is linked by airlock's own loop on rattler's per-package linker \
+         (`link_package_sync`, `crates/airlock-env/src/link.rs`), which writes each \
+         package's `conda-meta/*.json` once into the staging directory. rattler's \
+         `Installer` writes each record through a temp file with an `fsync` and reads them all \
+         back at the end; with it, the 200 × 20 case measured 1.5–1.6x here. What remains \
+         against `cp -al`: the same directories and hard links on both sides, plus 200 \
+         records written where `cp -al` links them. Neither side calls `fsync` (the staging \
+         rename is what makes a create atomic).\n\n\
          ### Against py-rattler\n\n\
          Solve + install of the first environment above, in-process on both sides \
          (py-rattler's `solve` + `install` with its defaults and no progress bar; airlock's \
