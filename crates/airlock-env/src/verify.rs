@@ -19,6 +19,8 @@ use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::AtFlags;
+use nix::sys::stat::fstatat;
 use rattler_cache::validation::{ValidationMode, validate_package_directory};
 use rattler_conda_types::RepoDataRecord;
 use rattler_conda_types::package::{PackageFile as _, PathType, PathsJson};
@@ -191,6 +193,11 @@ fn stamp_matches(stamp: &Path, entry: &Path, sha: &str) -> bool {
     if lines.next() != Some(header.as_str()) {
         return false;
     }
+    // Each file is looked up from the entry's directory (`fstatat`), not by a full path walk.
+    let Ok(dir) = std::fs::File::open(entry) else {
+        return false;
+    };
+    let dir = std::os::fd::AsRawFd::as_raw_fd(&dir);
     let mut any = false;
     for line in lines {
         let mut parts = line.splitn(4, ' ');
@@ -199,14 +206,14 @@ fn stamp_matches(stamp: &Path, entry: &Path, sha: &str) -> bool {
         else {
             return false;
         };
-        let Ok(meta) = std::fs::symlink_metadata(entry.join(rel)) else {
+        let Ok(meta) = fstatat(Some(dir), rel, AtFlags::AT_SYMLINK_NOFOLLOW) else {
             return false;
         };
         let (secs, nanos) = mtime.split_once('.').unwrap_or((mtime, ""));
-        let same = size.parse() == Ok(meta.len())
-            && secs.parse() == Ok(meta.mtime())
-            && nanos.parse() == Ok(meta.mtime_nsec())
-            && ino.parse() == Ok(meta.ino());
+        let same = u64::try_from(meta.st_size).is_ok_and(|len| size.parse() == Ok(len))
+            && secs.parse() == Ok(meta.st_mtime)
+            && nanos.parse() == Ok(meta.st_mtime_nsec)
+            && ino.parse() == Ok(meta.st_ino);
         if !same {
             tracing::debug!("cache stamp mismatch for {}/{rel}", entry.display());
             return false;
