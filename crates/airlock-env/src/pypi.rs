@@ -8,7 +8,7 @@
 //! `python3 -m pip install --dry-run --report`, from the yml's directory like the install.
 //! Only wheels are locked (`--only-binary :all:`): an sdist would be built at install time,
 //! and a local source tree (`-e .`) can change after locking, so neither can be reproduced
-//! from a URL and a hash.
+//! from a URL and a hash; a source tree is left out of the lock with a warning.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -191,8 +191,12 @@ fn line_of(yml: &Path, entry: &str) -> usize {
         .map_or(0, |i| i + 1)
 }
 
-/// A local source tree cannot be locked exactly: refuse it, naming the line.
-fn check_lockable(yml: &Path, lines: &[String]) -> Result<()> {
+/// The lines of the pip section a lock can hold. A local source tree (`-e .`, a directory)
+/// cannot be pinned (its files change after locking): it is left out with a warning naming its
+/// line, and the user installs it after `env install --lock`, as pip users do with
+/// `pip install -e .` after `pip install -r requirements.lock`.
+fn lockable_lines(yml: &Path, lines: &[String]) -> Vec<String> {
+    let mut kept = Vec::with_capacity(lines.len());
     let dir = pip::yml_dir(yml).unwrap_or_else(|| Path::new("."));
     for (i, line) in lines.iter().enumerate() {
         let entry = line.trim();
@@ -219,20 +223,20 @@ fn check_lockable(yml: &Path, lines: &[String]) -> Result<()> {
         } else {
             None
         };
-        if let Some(tree) = target {
-            return Err(EnvError::EnvironmentYaml {
-                path: yml.to_path_buf(),
-                line: line_of(yml, entry),
-                field: format!("dependencies.pip[{i}]"),
-                message: format!(
-                    "`{entry}` is a local source tree, which a lock cannot pin (its files can change \
-                     after locking); build a wheel (`pip wheel --no-deps {tree} -w wheels`) and list \
-                     it with `--find-links`, or install it after `airlock env install --lock`"
-                ),
-            });
+        match target {
+            Some(tree) => tracing::warn!(
+                "{}:{}: field `dependencies.pip[{i}]`: `{entry}` is a local source tree and is left \
+                 out of the lock (its files can change after locking); after `airlock env install \
+                 --lock`, install it with `airlock env run -n NAME -- python -m pip install -e {tree}`, \
+                 or build a wheel (`pip wheel --no-deps {tree} -w wheels`) and list it with \
+                 `--find-links` to lock it",
+                yml.display(),
+                line_of(yml, entry),
+            ),
+            None => kept.push(line.clone()),
         }
     }
-    Ok(())
+    kept
 }
 
 /// One resolved distribution before it becomes a lock entry.
@@ -256,8 +260,8 @@ pub async fn resolve(
     target: &PythonTarget,
     lock_dir: &Path,
 ) -> Result<Vec<PypiPackageData>> {
-    check_lockable(yml, lines)?;
-    let requirements = pip::write_requirements(yml, lines)?;
+    let lines = lockable_lines(yml, lines);
+    let requirements = pip::write_requirements(yml, &lines)?;
     let scratch = tempfile::Builder::new()
         .prefix("airlock-pypi-")
         .tempdir()
@@ -814,7 +818,7 @@ mod tests {
     }
 
     #[test]
-    fn local_source_trees_are_refused_with_their_line() {
+    fn local_source_trees_are_left_out_of_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let yml = dir.path().join("environment.yml");
         fs_err::write(
@@ -822,11 +826,14 @@ mod tests {
             "dependencies:\n  - python\n  - pip:\n    - requests\n    - -e .\n",
         )
         .unwrap();
-        let err = check_lockable(&yml, &["requests".to_owned(), "-e .".to_owned()]).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("environment.yml:5:"), "{text}");
-        assert!(text.contains("`-e .` is a local source tree"), "{text}");
-        assert!(check_lockable(&yml, &["./".to_owned()]).is_err());
-        assert!(check_lockable(&yml, &["requests".to_owned(), "--no-index".to_owned()]).is_ok());
+        let lines = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            lockable_lines(&yml, &lines(&["requests", "-e .", "--editable=./", "./"])),
+            lines(&["requests"])
+        );
+        assert_eq!(
+            lockable_lines(&yml, &lines(&["requests", "--no-index"])),
+            lines(&["requests", "--no-index"])
+        );
     }
 }

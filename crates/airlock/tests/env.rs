@@ -1531,26 +1531,37 @@ fn a_wheel_changed_after_locking_stops_the_install_before_anything_is_built() {
 }
 
 #[test]
-fn a_local_source_tree_in_the_pip_section_cannot_be_locked() {
+fn a_local_source_tree_in_the_pip_section_is_left_out_of_the_lock() {
     if python3_missing() {
         return;
     }
     let s = Sandbox::new();
-    let (yml, _) = pip_setup_with(&s, "-e .");
+    let wheels = s.path("work/proj/wheels");
+    build_wheel(&wheels, "tinypkg", "0.1", &[]);
+    let (yml, _) = pip_setup_with(&s, "--find-links ./wheels\n    - tinypkg\n    - -e .");
     let out = run_with_path(
         &s,
         &["env", "lock", "-f", yml.to_str().unwrap()],
         &path_without_uv(),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains(
-            "environment.yml:10: field `dependencies.pip[1]`: `-e .` is a local source tree"
+            "environment.yml:12: field `dependencies.pip[3]`: `-e .` is a local source tree and is left out of the lock"
         ),
         "{stderr}"
     );
-    assert!(!s.path("work/proj/pixi.lock").exists());
+    // The rest of the section is locked; the tree is not.
+    let lock = std::fs::read_to_string(s.path("work/proj/pixi.lock")).unwrap();
+    assert!(
+        lock.contains("pypi: ./wheels/tinypkg-0.1-py3-none-any.whl"),
+        "{lock}"
+    );
+    assert!(
+        !lock.contains("pypi: ./\n") && !lock.contains("pypi: .\n"),
+        "{lock}"
+    );
 }
 
 #[test]
