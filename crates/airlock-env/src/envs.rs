@@ -67,8 +67,19 @@ pub fn is_environment(path: &Path) -> bool {
     path.join("conda-meta").is_dir() || path.join("pyvenv.cfg").is_file()
 }
 
-/// The prefix of an existing environment.
+/// The prefix of an existing environment (not one whose `pip:` step has not finished).
 pub fn find(settings: &Settings, target: &Target) -> Result<PathBuf> {
+    // A killed run's leftovers in the user's own envs directory go first (an environment
+    // whose `pip:` step was interrupted, with the one it replaced put back).
+    crate::install::clean_stale_staging(&settings.envs_dir);
+    let prefix = find_any(settings, target)?;
+    if crate::install::pip_pending(&prefix) {
+        return Err(EnvError::Incomplete(prefix));
+    }
+    Ok(prefix)
+}
+
+fn find_any(settings: &Settings, target: &Target) -> Result<PathBuf> {
     match target {
         Target::Prefix(path) => {
             let path = absolute(settings, path);
@@ -179,6 +190,7 @@ pub struct EnvironmentInfo {
 
 /// All environments: airlock's envs directory, conda's `envs_dirs`, then `environments.txt`.
 pub fn list(settings: &Settings) -> Result<Vec<EnvironmentInfo>> {
+    crate::install::clean_stale_staging(&settings.envs_dir);
     let mut prefixes: Vec<PathBuf> = Vec::new();
     for dir in std::iter::once(&settings.envs_dir).chain(settings.extra_envs_dirs.iter()) {
         let Ok(entries) = fs_err::read_dir(dir) else {
@@ -191,6 +203,7 @@ pub fn list(settings: &Settings) -> Result<Vec<EnvironmentInfo>> {
                 !p.file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with('.'))
                     && is_environment(p)
+                    && !crate::install::pip_pending(p)
             })
             .collect();
         found.sort();

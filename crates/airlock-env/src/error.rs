@@ -106,6 +106,11 @@ pub enum EnvError {
     /// No environment with this name or path.
     #[error("environment `{0}` does not exist; `airlock env list` shows the known ones")]
     MissingEnvironment(String),
+    /// A new environment whose `pip:` step has not finished.
+    #[error(
+        "environment {0} is not complete: its pip: step is still running or was interrupted (the next `airlock env create` or `env install` of it cleans it up)"
+    )]
+    Incomplete(PathBuf),
     /// The environment already exists.
     #[error("environment {0} already exists; remove it first or use `airlock env update`")]
     EnvironmentExists(PathBuf),

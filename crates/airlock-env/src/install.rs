@@ -201,7 +201,38 @@ pub struct InstallOptions {
     pub platform: Option<Subdir>,
     /// Report progress on stderr: bars on a terminal, one line per package otherwise.
     pub progress: bool,
+    /// A `pip:` step follows the rename (pip and uv write the final path into scripts, so it
+    /// cannot run in the staging directory): the new environment carries a mark
+    /// ([`PIP_PENDING`]) until [`pip_done`] removes it.
+    pub pip_follows: bool,
 }
+
+/// The mark in `conda-meta/` of an environment whose `pip:` step has not finished: it holds
+/// the installing process's id. A run that finds the mark of a process that is gone removes
+/// the environment (and puts back one it was replacing), as it removes staging leftovers.
+pub const PIP_PENDING: &str = "airlock-pip-pending";
+
+/// The `pip:` step of the new environment at `prefix` finished: it is complete.
+pub fn pip_done(prefix: &Path) -> Result<()> {
+    match fs_err::remove_file(prefix.join("conda-meta").join(PIP_PENDING)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `prefix` is a new environment whose `pip:` step has not finished.
+pub fn pip_pending(prefix: &Path) -> bool {
+    prefix.join("conda-meta").join(PIP_PENDING).exists()
+}
+
+/// Where an environment being replaced (`--force`) waits until its successor's `pip:` step
+/// has finished.
+pub fn backup_dir(target: &Path) -> PathBuf {
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    target.with_file_name(format!(".{name}{BACKUP_MARKER}{}", std::process::id()))
+}
+
+const BACKUP_MARKER: &str = ".airlock-backup-";
 
 /// Removes a failed install's staging directory. rattler's installer returns on the first
 /// error while tasks it spawned may still be writing into the directory for a moment, so a
@@ -225,27 +256,65 @@ async fn remove_staging(staging: &Path) {
     );
 }
 
-/// Removes staging directories left beside `target` by a killed run.
+/// Cleans up after killed runs in `parent` (an envs directory): staging directories,
+/// environments whose `pip:` step never finished ([`PIP_PENDING`]; an environment they were
+/// replacing is put back) and leftover backups.
 pub fn clean_stale_staging(parent: &Path) {
     let Ok(entries) = fs_err::read_dir(parent) else {
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let Some((_, pid)) = name.rsplit_once(STAGING_MARKER) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok_and(process_alive) {
-            continue;
+    let dead = |pid: &str| !pid.trim().parse::<u32>().is_ok_and(process_alive);
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in &names {
+        let path = parent.join(name);
+        if let Some((_, pid)) = name.rsplit_once(STAGING_MARKER) {
+            if dead(pid) {
+                tracing::info!("removing stale staging directory {}", path.display());
+                remove_or_warn(&path);
+            }
+        } else if let Some((env, pid)) = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(BACKUP_MARKER))
+        {
+            if !dead(pid) {
+                continue;
+            }
+            let target = parent.join(env);
+            let unfinished = fs_err::read_to_string(target.join("conda-meta").join(PIP_PENDING))
+                .is_ok_and(|owner| owner.trim() == pid);
+            if unfinished || !target.exists() {
+                tracing::warn!(
+                    "{}: its pip: step was interrupted; putting back the environment it replaced",
+                    target.display()
+                );
+                remove_or_warn(&target);
+                if let Err(e) = fs_err::rename(&path, &target) {
+                    tracing::warn!("could not put back {}: {e}", target.display());
+                }
+            } else {
+                remove_or_warn(&path);
+            }
+        } else if let Ok(owner) = fs_err::read_to_string(path.join("conda-meta").join(PIP_PENDING))
+            && dead(&owner)
+        {
+            tracing::warn!(
+                "removing {}: its pip: step was interrupted, so it is not the environment that was asked for",
+                path.display()
+            );
+            remove_or_warn(&path);
         }
-        tracing::info!(
-            "removing stale staging directory {}",
-            entry.path().display()
-        );
-        if let Err(e) = fs_err::remove_dir_all(entry.path()) {
-            tracing::warn!("could not remove stale staging directory: {e}");
-        }
+    }
+}
+
+fn remove_or_warn(path: &Path) {
+    if let Err(e) = fs_err::remove_dir_all(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("could not remove {}: {e}", path.display());
     }
 }
 
@@ -533,6 +602,12 @@ async fn install_into(
     }
     write_history(prefix, &before, &after, options)?;
     write_state(prefix, &options.variables)?;
+    if options.pip_follows {
+        fs_err::write(
+            prefix.join("conda-meta").join(PIP_PENDING),
+            format!("{}\n", std::process::id()),
+        )?;
+    }
     Ok(())
 }
 

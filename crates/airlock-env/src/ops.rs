@@ -65,6 +65,7 @@ impl Resolved {
             history_date: None,
             platform: Some(platform),
             progress: request.progress,
+            pip_follows: false,
         }
     }
 }
@@ -108,6 +109,10 @@ fn resolve(request: &CreateRequest) -> Result<Resolved> {
 pub async fn create(settings: &Settings, request: &CreateRequest) -> Result<PathBuf> {
     let resolved = resolve(request)?;
     let prefix = envs::new_prefix(settings, &resolved.target)?;
+    if let Some(parent) = prefix.parent() {
+        // A killed run's leftovers go first, an environment left incomplete among them.
+        install::clean_stale_staging(parent);
+    }
     if prefix.exists() && !request.force {
         return Err(EnvError::EnvironmentExists(prefix));
     }
@@ -124,23 +129,19 @@ pub async fn create(settings: &Settings, request: &CreateRequest) -> Result<Path
     )
     .await?;
     let options = resolved.install_options(&solution, request, platform);
-    install::create(
-        settings,
-        &prefix,
-        solution.records.clone(),
-        &options,
-        request.force,
-    )
-    .await?;
-    envs::register(&settings.environments_txt, &prefix)?;
-    if let Some(file) = &resolved.file
-        && !file.pip.is_empty()
-        && let Err(e) = install_pip(&prefix, file, &solution.records)
-    {
-        // No half environment: without its pip packages it is not what was asked for.
-        let _ = envs::remove(settings, &prefix);
-        return Err(e);
+    match resolved.file.as_ref().filter(|f| !f.pip.is_empty()) {
+        Some(file) => {
+            let records = solution.records.clone();
+            create_with_pip(settings, &prefix, solution.records, &options, |prefix| {
+                install_pip(prefix, file, &records)
+            })
+            .await?;
+        }
+        None => {
+            install::create(settings, &prefix, solution.records, &options, request.force).await?;
+        }
     }
+    envs::register(&settings.environments_txt, &prefix)?;
     Ok(prefix)
 }
 
@@ -320,6 +321,10 @@ pub async fn install_lock(settings: &Settings, request: &InstallLockRequest) -> 
     let platform = request.platform.unwrap_or_else(solve::current_platform);
     let locked = lock::read(&request.lock, platform)?;
     let prefix = envs::new_prefix(settings, &request.target)?;
+    if let Some(parent) = prefix.parent() {
+        // A killed run's leftovers go first, an environment left incomplete among them.
+        install::clean_stale_staging(parent);
+    }
     if prefix.exists() && !request.force {
         return Err(EnvError::EnvironmentExists(prefix));
     }
@@ -353,43 +358,53 @@ pub async fn install_lock(settings: &Settings, request: &InstallLockRequest) -> 
         history_date: Some(install::format_unix_seconds(newest_ms / 1000)),
         platform: Some(platform),
         progress: request.progress,
+        pip_follows: false,
     };
     if artifacts.is_empty() {
         install::create(settings, &prefix, locked.records, &options, request.force).await?;
     } else {
-        install_lock_with_pypi(settings, &prefix, locked.records, &options, &artifacts).await?;
+        let conda_names: Vec<String> = locked
+            .records
+            .iter()
+            .map(|r| r.package_record.name.as_normalized().to_owned())
+            .collect();
+        create_with_pip(settings, &prefix, locked.records, &options, |prefix| {
+            pypi::install(prefix, &artifacts, &conda_names)
+        })
+        .await?;
     }
     envs::register(&settings.environments_txt, &prefix)?;
     Ok(prefix)
 }
 
-/// The conda packages go through the staging directory as usual; the wheels can only be
-/// installed once the environment is at its final path (pip and uv write that path into
-/// scripts), so they follow the rename. If that step fails the new environment is removed, and
-/// an environment it replaces (`--force`) was kept aside until then and is put back.
-async fn install_lock_with_pypi(
+/// Creates the environment at `prefix` from `records`, then runs its `pip:` step. The conda
+/// packages go through the staging directory as usual; the pip step can only run once the
+/// environment is at its final path (pip and uv write that path into scripts), so it follows
+/// the rename. Until it has finished the environment carries the [`install::PIP_PENDING`]
+/// mark and an environment it replaces (`--force`) waits aside: if the step fails the new
+/// environment is removed and the old one put back; after a kill, the next run does the same
+/// (`install::clean_stale_staging`).
+async fn create_with_pip(
     settings: &Settings,
     prefix: &Path,
     records: Vec<RepoDataRecord>,
     options: &InstallOptions,
-    artifacts: &[pypi::Artifact],
+    pip: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
-    let conda_names: Vec<String> = records
-        .iter()
-        .map(|r| r.package_record.name.as_normalized().to_owned())
-        .collect();
     let backup = if prefix.exists() {
-        let name = prefix.file_name().unwrap_or_default().to_string_lossy();
-        let backup =
-            prefix.with_file_name(format!(".{name}.airlock-backup-{}", std::process::id()));
+        let backup = install::backup_dir(prefix);
         fs_err::rename(prefix, &backup)?;
         Some(backup)
     } else {
         None
     };
-    let mut result = install::create(settings, prefix, records, options, false).await;
+    let options = InstallOptions {
+        pip_follows: true,
+        ..options.clone()
+    };
+    let mut result = install::create(settings, prefix, records, &options, false).await;
     if result.is_ok() {
-        result = pypi::install(prefix, artifacts, &conda_names);
+        result = pip(prefix).and_then(|()| install::pip_done(prefix));
         if result.is_err()
             && let Err(e) = envs::remove(settings, prefix)
         {

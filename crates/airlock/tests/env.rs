@@ -1564,6 +1564,89 @@ fn a_local_source_tree_in_the_pip_section_is_left_out_of_the_lock() {
     );
 }
 
+/// Starts `airlock env create ARGS` in its own process group with a `pip:` step that hangs
+/// (its `--find-links` server accepts and never answers), waits until the conda part is in
+/// place and the pip step running, and kills the whole group with SIGKILL.
+fn kill_during_pip_step(s: &Sandbox, args: &[&str], name: &str) {
+    use std::os::unix::process::CommandExt as _;
+    let mut child = s
+        .command()
+        .args(args)
+        .env("PATH", path_without_uv())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mark = s
+        .envs_dir()
+        .join(name)
+        .join("conda-meta/airlock-pip-pending");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
+    while !mark.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pip step never started"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "airlock exited early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    assert!(mark.exists(), "the mark stays behind a kill");
+}
+
+#[test]
+fn a_kill_during_the_pip_step_leaves_no_environment_that_looks_complete() {
+    if python3_missing() {
+        return;
+    }
+    let s = Sandbox::new();
+    let (good, _) = pip_setup(&s);
+    create_with_path(&s, &good, &path_without_uv());
+    assert_eq!(tinypkg_version(&s), "0.1");
+    // pip fetches a --find-links URL even with --no-index: this one never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let hanging = s.write(
+        "proj/hanging.yml",
+        &std::fs::read_to_string(&good).unwrap().replace(
+            "--find-links ",
+            &format!("--find-links http://127.0.0.1:{port}/\n    - --find-links "),
+        ),
+    );
+    let hanging = hanging.to_str().unwrap();
+
+    // Replacing an environment (--force): after the kill, the old one comes back.
+    kill_during_pip_step(&s, &["env", "create", "--force", "-f", hanging], "withpip");
+    assert_eq!(tinypkg_version(&s), "0.1");
+    assert!(
+        !s.envs_dir()
+            .join("withpip/conda-meta/airlock-pip-pending")
+            .exists(),
+        "the old environment is back in place"
+    );
+
+    // A new name: after the kill it is not listed, and the next run removes it.
+    kill_during_pip_step(
+        &s,
+        &["env", "create", "-n", "fresh", "-f", hanging],
+        "fresh",
+    );
+    let out = run_with_path(
+        &s,
+        &["env", "run", "-n", "fresh", "--", "true"],
+        &path_without_uv(),
+    );
+    assert!(!out.status.success());
+    let list = s.ok(&["env", "list"]);
+    assert!(!list.contains("fresh"), "{list}");
+    assert!(list.contains("withpip"), "{list}");
+    assert!(!s.envs_dir().join("fresh").exists());
+    drop(silent);
+}
+
 #[test]
 fn an_unreachable_locked_wheel_leaves_no_environment_and_keeps_the_replaced_one() {
     if python3_missing() {
