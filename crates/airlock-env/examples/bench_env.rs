@@ -42,19 +42,7 @@ const SHAPES: [Shape; 2] = [
 ];
 
 fn settings(root: &Path, verify: Verify) -> Settings {
-    Settings {
-        default_channels: vec!["bench".to_owned()],
-        channel_alias: url::Url::from_directory_path(root.join("channels")).unwrap(),
-        envs_dir: root.join("envs"),
-        extra_envs_dirs: Vec::new(),
-        pkgs_dir: root.join("pkgs"),
-        pkgs_layers: Vec::new(),
-        offline: true,
-        verify,
-        environments_txt: root.join("environments.txt"),
-        repodata_cache: root.join("repodata"),
-        cwd: root.to_path_buf(),
-    }
+    airlock_env::testchannel::offline_settings(root, "bench", verify).unwrap()
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

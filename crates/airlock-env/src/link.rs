@@ -383,8 +383,10 @@ mod tests {
     use rattler::install::{Installer, LinkOptions};
 
     use super::*;
-    use crate::config::{Settings, Verify};
-    use crate::testchannel::{PackageBuild, PackageFile, build_channel, test_packages};
+    use crate::config::Verify;
+    use crate::testchannel::{
+        PackageBuild, PackageFile, build_channel, offline_settings, test_packages,
+    };
 
     /// What an environment holds, path by path: kind, mode and contents (records parsed, so
     /// that key order does not count).
@@ -457,19 +459,7 @@ mod tests {
                 .file(PackageFile::data("share/clash.txt", "from b\n")),
         ]);
         build_channel(&root.join("channels/conda-forge"), &packages).unwrap();
-        let settings = Settings {
-            default_channels: vec!["conda-forge".to_owned()],
-            channel_alias: url::Url::from_directory_path(root.join("channels")).unwrap(),
-            envs_dir: root.join("envs"),
-            extra_envs_dirs: Vec::new(),
-            pkgs_dir: root.join("pkgs"),
-            pkgs_layers: Vec::new(),
-            offline: true,
-            verify: Verify::Skip,
-            environments_txt: root.join("environments.txt"),
-            repodata_cache: root.join("repodata"),
-            cwd: root.to_path_buf(),
-        };
+        let settings = offline_settings(root, "conda-forge", Verify::Skip).unwrap();
         let specs: Vec<String> = ["foo-tools", "tinypy", "clash-b", "hello"]
             .iter()
             .map(|s| (*s).to_owned())

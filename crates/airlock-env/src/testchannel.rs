@@ -362,6 +362,33 @@ pub fn build_channel(dir: &Path, packages: &[PackageBuild]) -> Result<Url> {
     })
 }
 
+/// Offline settings with everything under `root`: channels under `root/channels` (so
+/// `channel` there is the default channel, by name), envs, package cache and repodata cache.
+pub fn offline_settings(
+    root: &Path,
+    channel: &str,
+    verify: crate::config::Verify,
+) -> Result<crate::config::Settings> {
+    let channels = root.join("channels");
+    let channel_alias = Url::from_directory_path(&channels).map_err(|()| EnvError::Channel {
+        path: channels.clone(),
+        message: "not an absolute path".to_owned(),
+    })?;
+    Ok(crate::config::Settings {
+        default_channels: vec![channel.to_owned()],
+        channel_alias,
+        envs_dir: root.join("envs"),
+        extra_envs_dirs: Vec::new(),
+        pkgs_dir: root.join("pkgs"),
+        pkgs_layers: Vec::new(),
+        offline: true,
+        verify,
+        environments_txt: root.join("environments.txt"),
+        repodata_cache: root.join("repodata"),
+        cwd: root.to_path_buf(),
+    })
+}
+
 /// The packages of the demo channel: `hello` (a script that greets from its prefix) depending
 /// on `greeting-data`, with two versions of each.
 pub fn demo_packages() -> Vec<PackageBuild> {
