@@ -535,8 +535,14 @@ async fn install_into(
         prefix: target.to_path_buf(),
         message,
     };
+    // Packages extracted by this install get their cache stamp (see `verify`) once linked.
+    let stamp_fresh = settings.verify == Verify::Stamp && !plan.fresh.is_empty();
     if installed.is_empty() {
-        // A new prefix: airlock's own link loop (see `link`).
+        // A new prefix: airlock's own link loop (see `link`), which stamps each fresh entry
+        // right after linking it, while other packages are still being extracted.
+        let fresh: Vec<bool> = (0..records.len())
+            .map(|i| stamp_fresh && plan.fresh.contains(&i))
+            .collect();
         crate::link::link_new_prefix(
             crate::link::NewPrefix {
                 staging: prefix,
@@ -552,6 +558,7 @@ async fn install_into(
                     )),
                     Progress::Lines => Some(Arc::new(LineReporter::default())),
                 },
+                stamp_into: (&settings.pkgs_dir, &fresh),
             },
             records.clone(),
         )
@@ -581,7 +588,7 @@ async fn install_into(
             .await
             .map_err(|e| install_error(error_chain(&e)))?;
     }
-    if settings.verify == Verify::Stamp && !plan.fresh.is_empty() {
+    if stamp_fresh && !installed.is_empty() {
         let fresh: Vec<RepoDataRecord> = plan
             .fresh
             .iter()

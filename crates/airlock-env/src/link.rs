@@ -48,6 +48,9 @@ pub(crate) struct NewPrefix<'a> {
     pub requested_specs: &'a [MatchSpec],
     /// Progress, when wanted.
     pub reporter: Option<Arc<dyn Reporter>>,
+    /// The writable cache, and per record whether its entry was extracted by this install and
+    /// gets its cache stamp once linked (`verify::stamp_fresh_entry`).
+    pub stamp_into: (&'a Path, &'a [bool]),
 }
 
 /// Links `records` into the new prefix `new.staging` and writes their `conda-meta` records.
@@ -142,6 +145,13 @@ pub(crate) async fn link_new_prefix(
             options.index_json = entry.index_json().cloned();
             options.paths_json = entry.paths_json().cloned();
             let job = LinkJob {
+                stamp_into: new
+                    .stamp_into
+                    .1
+                    .get(index)
+                    .copied()
+                    .unwrap_or(false)
+                    .then(|| new.stamp_into.0.to_path_buf()),
                 record: record.clone(),
                 source: entry.path().to_path_buf(),
                 prefix: prefix.clone(),
@@ -336,12 +346,18 @@ struct LinkJob {
     link: Arc<LinkFn>,
     options: InstallOptions,
     requested_spec: Vec<String>,
+    /// The writable cache, when the entry is fresh and gets its stamp.
+    stamp_into: Option<PathBuf>,
 }
 
 impl LinkJob {
     fn run(self) -> std::result::Result<PrefixRecord, String> {
         let (paths, link_type) = (self.link)(&self.source, &self.prefix, self.options)
             .map_err(|e| crate::install::error_chain(&e))?;
+        if let Some(pkgs_dir) = &self.stamp_into {
+            let entry = pkgs_dir.join(crate::verify::entry_name(&self.record));
+            crate::verify::stamp_fresh_entry(pkgs_dir, &entry, &self.record);
+        }
         let record = PrefixRecord {
             extracted_package_dir: Some(self.source.clone()),
             link: Some(Link {
@@ -495,6 +511,7 @@ mod tests {
                 allow_symbolic_links: true,
                 requested_specs: &requested,
                 reporter: None,
+                stamp_into: (&settings.pkgs_dir, &[]),
             },
             records.clone(),
         ))

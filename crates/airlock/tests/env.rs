@@ -210,8 +210,17 @@ fn create_by_name_installs_dependencies_and_replaces_prefix() {
     assert!(history.contains("# update specs: ['hello']"), "{history}");
     assert!(history.contains('+'), "{history}");
     assert!(leftovers(&s.envs_dir()).is_empty());
-    // The cache is the XDG one.
+    // The cache is the XDG one, and each package extracted by this install got its cache
+    // stamp (later installs check files against it instead of hashing them).
     assert!(cache_entry(&s, "hello-2.0-0").is_dir());
+    let mut stamps: Vec<String> = std::fs::read_dir(s.pkgs_dir().join(".airlock-verified"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    stamps.sort();
+    assert_eq!(stamps.len(), 2, "{stamps:?}");
+    assert!(stamps[0].starts_with("greeting-data-2.0-0-"), "{stamps:?}");
+    assert!(stamps[1].starts_with("hello-2.0-0-"), "{stamps:?}");
     // The script runs from the environment.
     let out = s.ok(&["env", "run", "-n", "demo", "--", "hello"]);
     assert_eq!(
