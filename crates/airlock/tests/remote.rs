@@ -628,6 +628,22 @@ fn jupyter_runs_on_a_unix_socket_through_a_tunnel_and_outlives_it() {
     }
     assert!(running(pid), "jupyter did not survive the ssh session");
 
+    // Reopened, then SIGTERM to airlock alone (a supervisor, a closed terminal): it ends its
+    // ssh too instead of leaving an `ssh -L` behind holding the port.
+    let id = state["id"].as_str().unwrap().to_owned();
+    let mut args = vec!["--id", id.as_str()];
+    args.extend(common);
+    let (mut again, _again_group, again_port, _) = s.start_jupyter(&args);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", again_port)).is_ok());
+    let airlock_pid = nix::unistd::Pid::from_raw(i32::try_from(again.id()).unwrap());
+    nix::sys::signal::kill(airlock_pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = again.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15), "{status}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", again_port)).is_err(),
+        "the tunnel outlived airlock"
+    );
+
     let mut list = s.airlock(&["jupyter", "gpu-node", "--list"]);
     let stdout = assert_ok(&run(list.args(common)));
     assert!(stdout.contains(&format!("pid {pid} running")), "{stdout}");

@@ -283,8 +283,13 @@ fn laptop(args: &Args, host: &HostArgs) -> anyhow::Result<ExitCode> {
         .stdin(Stdio::null())
         .spawn()
         .context("cannot run ssh for the tunnel")?;
+    let stop = StopSignals::block()?;
     let deadline = Instant::now() + Duration::from_mins(1);
     loop {
+        if let Some(signal) = stop.arrived()? {
+            close_tunnel(&mut tunnel);
+            return Ok(exit_code(&Closed::Signal(signal)));
+        }
         if let Some(status) = tunnel.try_wait()? {
             bail!(
                 "the ssh tunnel to {} exited ({status}) before it was ready; is local port {port} free?",
@@ -313,12 +318,73 @@ fn laptop(args: &Args, host: &HostArgs) -> anyhow::Result<ExitCode> {
     if !args.no_browser {
         open_browser(&url);
     }
-    let status = tunnel.wait()?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    let closed = loop {
+        if let Some(status) = tunnel.try_wait()? {
+            break Closed::Exited(status);
+        }
+        if let Some(signal) = stop.arrived()? {
+            close_tunnel(&mut tunnel);
+            break Closed::Signal(signal);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Ok(exit_code(&closed))
+}
+
+/// How the tunnel ended.
+enum Closed {
+    /// ssh exited by itself (or with the Ctrl-C a terminal sends the whole group).
+    Exited(std::process::ExitStatus),
+    /// airlock alone got this signal and closed the tunnel.
+    Signal(nix::sys::signal::Signal),
+}
+
+/// Ctrl-C is how the tunnel is meant to close: success. Another signal: 128 + its number.
+fn exit_code(closed: &Closed) -> ExitCode {
+    match closed {
+        Closed::Exited(status) if status.success() => ExitCode::SUCCESS,
+        Closed::Exited(_) => ExitCode::from(1),
+        Closed::Signal(nix::sys::signal::Signal::SIGINT) => ExitCode::SUCCESS,
+        Closed::Signal(signal) => ExitCode::from(128 + u8::try_from(*signal as i32).unwrap_or(0)),
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, blocked and read from a signalfd while airlock waits on the
+/// tunnel's `ssh`. Ctrl-C at a terminal reaches ssh as well; a `kill`, a closed terminal or a
+/// supervisor's SIGTERM may reach only airlock, which then ends its ssh rather than leave an
+/// orphaned `ssh -L` holding the port. Blocked only once ssh runs (a child inherits the
+/// mask); this command runs no other thread that could take the signals instead.
+struct StopSignals(nix::sys::signalfd::SignalFd);
+
+impl StopSignals {
+    fn block() -> anyhow::Result<Self> {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        let mut set = SigSet::empty();
+        for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            set.add(signal);
+        }
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        Ok(Self(fd))
+    }
+
+    /// The first stop signal that has arrived, if any.
+    fn arrived(&self) -> anyhow::Result<Option<nix::sys::signal::Signal>> {
+        Ok(match self.0.read_signal()? {
+            Some(info) => Some(nix::sys::signal::Signal::try_from(i32::try_from(
+                info.ssi_signo,
+            )?)?),
+            None => None,
+        })
+    }
+}
+
+/// Ends the tunnel's ssh and reaps it.
+fn close_tunnel(tunnel: &mut std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(tunnel.id()).unwrap_or(i32::MAX));
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let _ = tunnel.wait();
 }
 
 fn open_browser(url: &str) {
