@@ -8,7 +8,9 @@
 //! `python3 -m pip install --dry-run --report`, from the yml's directory like the install.
 //! Only wheels are locked (`--only-binary :all:`): an sdist would be built at install time,
 //! and a local source tree (`-e .`) can change after locking, so neither can be reproduced
-//! from a URL and a hash; a source tree is left out of the lock with a warning.
+//! from a URL and a hash; a source tree is left out of the lock with a warning. A distribution
+//! that a conda package of the solution provides (same name) is not locked again when
+//! conda's version satisfies the section.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -43,6 +45,9 @@ pub struct PythonTarget {
     pub glibc: Option<(u64, u64)>,
     /// `__osx` of the solve (macOS).
     pub macos: Option<(u64, u64)>,
+    /// The solution's conda packages (pip-normalised name, version): where one provides a
+    /// distribution the pip: section needs, the lock does not add the wheel on top of it.
+    pub conda: Vec<(String, String)>,
 }
 
 fn major_minor(text: &str) -> Option<(u64, u64)> {
@@ -77,6 +82,16 @@ impl PythonTarget {
             python: major_minor(&python.package_record.version.to_string())?,
             glibc: virtual_version("__glibc"),
             macos: virtual_version("__osx"),
+            conda: solution
+                .records
+                .iter()
+                .map(|r| {
+                    (
+                        pip::normalize(r.package_record.name.as_normalized()),
+                        r.package_record.version.to_string(),
+                    )
+                })
+                .collect(),
         })
     }
 
@@ -274,56 +289,100 @@ pub async fn resolve(
             target.python_version()
         ),
     };
-    let mut resolved = if let Some(uv) = pip::which("uv") {
-        let platform = target
-            .uv_platform()
-            .ok_or_else(|| failed("uv has no wheel platform for it".to_owned()))?;
-        let out = scratch.path().join("pylock.toml");
-        let mut command = Command::new(uv);
-        command
-            .args([
-                "pip",
-                "compile",
-                "--quiet",
-                "--no-header",
-                "--generate-hashes",
-            ])
-            .args(["--format", "pylock.toml", "--only-binary", ":all:"])
-            .args(["--python-version", &target.python_version()])
-            .args(["--python-platform", &platform])
-            .arg("-o")
-            .arg(&out)
-            .arg(&requirements);
-        run(command, yml).map_err(failed)?;
-        parse_pylock(&fs_err::read_to_string(&out)?, scratch.path()).map_err(failed)?
-    } else {
-        let python = pip::which("python3")
-            .or_else(|| pip::which("python"))
-            .ok_or_else(|| failed("neither uv nor python3 is on PATH".to_owned()))?;
-        let platforms = target
-            .pip_platforms()
-            .ok_or_else(|| failed("pip has no wheel platform for it".to_owned()))?;
-        let report = scratch.path().join("report.json");
-        let mut command = Command::new(python);
-        command
-            .args(["-m", "pip", "install", "--dry-run", "--ignore-installed"])
-            .args([
-                "--quiet",
-                "--disable-pip-version-check",
-                "--only-binary=:all:",
-            ])
-            .args(["--python-version", &target.python_version()])
-            .arg("--report")
-            .arg(&report)
-            .arg("--target")
-            .arg(scratch.path().join("target"));
-        for platform in &platforms {
-            command.args(["--platform", platform]);
+    let resolve_once = |constraints: Option<&Path>| -> Result<Vec<Resolved>, String> {
+        if let Some(uv) = pip::which("uv") {
+            let platform = target
+                .uv_platform()
+                .ok_or_else(|| "uv has no wheel platform for it".to_owned())?;
+            let out = scratch.path().join("pylock.toml");
+            let mut command = Command::new(uv);
+            command
+                .args([
+                    "pip",
+                    "compile",
+                    "--quiet",
+                    "--no-header",
+                    "--generate-hashes",
+                ])
+                .args(["--format", "pylock.toml", "--only-binary", ":all:"])
+                .args(["--python-version", &target.python_version()])
+                .args(["--python-platform", &platform])
+                .arg("-o")
+                .arg(&out);
+            if let Some(file) = constraints {
+                command.arg("--constraint").arg(file);
+            }
+            command.arg(&requirements);
+            run(command, yml)?;
+            let text = fs_err::read_to_string(&out).map_err(|e| e.to_string())?;
+            parse_pylock(&text, scratch.path())
+        } else {
+            let python = pip::which("python3")
+                .or_else(|| pip::which("python"))
+                .ok_or_else(|| "neither uv nor python3 is on PATH".to_owned())?;
+            let platforms = target
+                .pip_platforms()
+                .ok_or_else(|| "pip has no wheel platform for it".to_owned())?;
+            let report = scratch.path().join("report.json");
+            let mut command = Command::new(python);
+            command
+                .args(["-m", "pip", "install", "--dry-run", "--ignore-installed"])
+                .args([
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--only-binary=:all:",
+                ])
+                .args(["--python-version", &target.python_version()])
+                .arg("--report")
+                .arg(&report)
+                .arg("--target")
+                .arg(scratch.path().join("target"));
+            for platform in &platforms {
+                command.args(["--platform", platform]);
+            }
+            if let Some(file) = constraints {
+                command.arg("-c").arg(file);
+            }
+            command.arg("-r").arg(&requirements);
+            run(command, yml)?;
+            parse_report(&fs_err::read_to_string(&report).map_err(|e| e.to_string())?)
         }
-        command.arg("-r").arg(&requirements);
-        run(command, yml).map_err(failed)?;
-        parse_report(&fs_err::read_to_string(&report)?).map_err(failed)?
     };
+    let mut resolved = resolve_once(None).map_err(failed)?;
+    // Distributions a conda package of the solution provides (same name): resolved again with
+    // conda's versions as constraints, they stay out of the lock, as pixi leaves them out.
+    let provided: Vec<&(String, String)> = target
+        .conda
+        .iter()
+        .filter(|(name, _)| resolved.iter().any(|r| pip::normalize(&r.name) == *name))
+        .collect();
+    if !provided.is_empty() {
+        let constraints = scratch.path().join("conda-provided.txt");
+        let text = provided
+            .iter()
+            .fold(String::new(), |mut text, (name, version)| {
+                let _ = writeln!(text, "{name}=={version}");
+                text
+            });
+        fs_err::write(&constraints, text)?;
+        match resolve_once(Some(&constraints)) {
+            Ok(again) => {
+                resolved = again
+                    .into_iter()
+                    .filter(|r| !provided.iter().any(|(n, _)| pip::normalize(&r.name) == *n))
+                    .collect();
+            }
+            Err(e) => {
+                for (name, version) in &provided {
+                    tracing::warn!(
+                        "{}: the pip: section cannot use conda's {name} {version} ({}); the lock installs a {name} wheel over it",
+                        yml.display(),
+                        e.lines().last().unwrap_or_default().trim()
+                    );
+                }
+            }
+        }
+    }
     for r in &mut resolved {
         if r.requires_dist.is_none() {
             if let Some(text) = wheel_metadata(&r.url).await {
@@ -793,6 +852,7 @@ mod tests {
             python: (3, 11),
             glibc: Some((2, 28)),
             macos: None,
+            conda: Vec::new(),
         };
         assert_eq!(target.uv_platform().unwrap(), "x86_64-manylinux_2_28");
         let tags = target.pip_platforms().unwrap();

@@ -1501,6 +1501,68 @@ fn pip_section_is_locked_and_installed_exactly_with_uv() {
     pip_section_is_locked_and_installed_exactly(&path_with_uv(), "uv");
 }
 
+/// A distribution the pip: section needs that a conda package of the environment provides
+/// (same name) stays out of the lock when conda's version will do, as pixi leaves it out; when
+/// it will not, the lock keeps the wheel and says so.
+fn conda_provided_dependency(path: &std::ffi::OsStr) {
+    for (conda_version, locked) in [("1.0", false), ("0.5", true)] {
+        let s = Sandbox::new();
+        let (yml, _, _) = pip_lock_setup(&s);
+        let tinychan = s.path("tinychan");
+        testchannel::build_channel(&tinychan, &[PackageBuild::new("tinydep", conda_version)])
+            .unwrap();
+        let text = std::fs::read_to_string(&yml).unwrap();
+        let text = text
+            .replace(
+                "channels:\n",
+                &format!(
+                    "channels:\n  - {}\n",
+                    url::Url::from_directory_path(&tinychan).unwrap()
+                ),
+            )
+            .replace("  - hello\n", "  - hello\n  - tinydep\n");
+        std::fs::write(&yml, text).unwrap();
+        let out = run_with_path(&s, &["env", "lock", "-f", yml.to_str().unwrap()], path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let lock = std::fs::read_to_string(s.path("work/proj/pixi.lock")).unwrap();
+        assert!(
+            lock.contains("pypi: ./wheels/tinypkg-0.1-py3-none-any.whl"),
+            "{lock}"
+        );
+        assert!(
+            lock.contains(&format!("tinydep-{conda_version}-0.conda")),
+            "{lock}"
+        );
+        assert_eq!(
+            lock.contains("pypi: ./wheels/tinydep-1.0-py3-none-any.whl"),
+            locked,
+            "conda's tinydep {conda_version}:\n{lock}"
+        );
+        assert_eq!(
+            stderr.contains("cannot use conda's tinydep 0.5"),
+            locked,
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_dependency_conda_provides_is_not_locked_again_with_pip() {
+    if python3_missing() {
+        return;
+    }
+    conda_provided_dependency(&path_without_uv());
+}
+
+#[test]
+fn a_dependency_conda_provides_is_not_locked_again_with_uv() {
+    if python3_missing() {
+        return;
+    }
+    conda_provided_dependency(&path_with_uv());
+}
+
 #[test]
 fn a_wheel_changed_after_locking_stops_the_install_before_anything_is_built() {
     if python3_missing() {
