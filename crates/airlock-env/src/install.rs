@@ -208,7 +208,7 @@ pub struct InstallOptions {
 }
 
 /// The mark in `conda-meta/` of an environment whose `pip:` step has not finished: it holds
-/// the installing process's id. A run that finds the mark of a process that is gone removes
+/// the installing process's `PID@HOST`. A run that finds the mark of a process that is gone removes
 /// the environment (and puts back one it was replacing), as it removes staging leftovers.
 pub const PIP_PENDING: &str = "airlock-pip-pending";
 
@@ -229,7 +229,7 @@ pub fn pip_pending(prefix: &Path) -> bool {
 /// has finished.
 pub fn backup_dir(target: &Path) -> PathBuf {
     let name = target.file_name().unwrap_or_default().to_string_lossy();
-    target.with_file_name(format!(".{name}{BACKUP_MARKER}{}", std::process::id()))
+    target.with_file_name(format!(".{name}{BACKUP_MARKER}{}", owner_tag()))
 }
 
 const BACKUP_MARKER: &str = ".airlock-backup-";
@@ -263,7 +263,6 @@ pub fn clean_stale_staging(parent: &Path) {
     let Ok(entries) = fs_err::read_dir(parent) else {
         return;
     };
-    let dead = |pid: &str| !pid.trim().parse::<u32>().is_ok_and(process_alive);
     let mut names: Vec<String> = entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -271,21 +270,21 @@ pub fn clean_stale_staging(parent: &Path) {
     names.sort();
     for name in &names {
         let path = parent.join(name);
-        if let Some((_, pid)) = name.rsplit_once(STAGING_MARKER) {
-            if dead(pid) {
+        if let Some((_, owner)) = name.rsplit_once(STAGING_MARKER) {
+            if owner_gone(owner) {
                 tracing::info!("removing stale staging directory {}", path.display());
                 remove_or_warn(&path);
             }
-        } else if let Some((env, pid)) = name
+        } else if let Some((env, owner)) = name
             .strip_prefix('.')
             .and_then(|n| n.rsplit_once(BACKUP_MARKER))
         {
-            if !dead(pid) {
+            if !owner_gone(owner) {
                 continue;
             }
             let target = parent.join(env);
             let unfinished = fs_err::read_to_string(target.join("conda-meta").join(PIP_PENDING))
-                .is_ok_and(|owner| owner.trim() == pid);
+                .is_ok_and(|mark| mark.trim() == owner);
             if unfinished || !target.exists() {
                 tracing::warn!(
                     "{}: its pip: step was interrupted; putting back the environment it replaced",
@@ -299,7 +298,7 @@ pub fn clean_stale_staging(parent: &Path) {
                 remove_or_warn(&path);
             }
         } else if let Ok(owner) = fs_err::read_to_string(path.join("conda-meta").join(PIP_PENDING))
-            && dead(&owner)
+            && owner_gone(&owner)
         {
             tracing::warn!(
                 "removing {}: its pip: step was interrupted, so it is not the environment that was asked for",
@@ -316,6 +315,37 @@ fn remove_or_warn(path: &Path) {
     {
         tracing::warn!("could not remove {}: {e}", path.display());
     }
+}
+
+/// `PID@HOST` of this process: the owner written into staging and backup names and into the
+/// [`PIP_PENDING`] mark. The host counts because an envs directory in a home directory is
+/// often shared by several machines (NFS on a cluster): another machine's process ids mean
+/// nothing here, so its leftovers are never taken for this machine's.
+fn owner_tag() -> String {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let host: String = host
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .collect();
+        format!("{}@{host}", std::process::id())
+    })
+    .clone()
+}
+
+/// Whether the owner of a leftover (`PID@HOST`, `old-PID@HOST`, or an older bare `PID`) is
+/// gone: a process of this machine that no longer runs. Another machine's is never gone.
+fn owner_gone(tag: &str) -> bool {
+    let tag = tag.trim();
+    let tag = tag.strip_prefix("old-").unwrap_or(tag);
+    let (pid, host) = tag.split_once('@').unwrap_or((tag, ""));
+    if !host.is_empty() && owner_tag().split_once('@').map(|(_, h)| h) != Some(host) {
+        return false;
+    }
+    !pid.parse::<u32>().is_ok_and(process_alive)
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -345,7 +375,7 @@ pub fn staging_dir(target: &Path) -> Result<PathBuf> {
     Ok(parent.join(format!(
         ".{}{STAGING_MARKER}{}",
         name.to_string_lossy(),
-        std::process::id()
+        owner_tag()
     )))
 }
 
@@ -380,7 +410,7 @@ pub async fn create(
         let old = parent.join(format!(
             ".{}{STAGING_MARKER}old-{}",
             target.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
+            owner_tag()
         ));
         fs_err::rename(target, &old)?;
         fs_err::rename(&staging, target)?;
@@ -434,7 +464,7 @@ pub async fn update(
     let old = parent.join(format!(
         ".{}{STAGING_MARKER}old-{}",
         prefix.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
+        owner_tag()
     ));
     fs_err::rename(prefix, &old)?;
     if let Err(e) = fs_err::rename(&staging, prefix) {
@@ -612,7 +642,7 @@ async fn install_into(
     if options.pip_follows {
         fs_err::write(
             prefix.join("conda-meta").join(PIP_PENDING),
-            format!("{}\n", std::process::id()),
+            format!("{}\n", owner_tag()),
         )?;
     }
     Ok(())
@@ -864,6 +894,34 @@ impl Reporter for LineReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leftovers_of_another_machine_are_never_taken_for_ours() {
+        let me = owner_tag();
+        let (pid, host) = me.split_once('@').unwrap();
+        assert_eq!(pid, std::process::id().to_string());
+        assert!(!owner_gone(&me), "this process runs");
+        assert!(!owner_gone(&format!("old-{me}")));
+        // A pid no process has, here: gone; the same pid on another machine: not ours to judge.
+        assert!(owner_gone(&format!("999999999@{host}")));
+        assert!(owner_gone(&format!("old-999999999@{host}")));
+        assert!(owner_gone("999999999"), "older names without a host");
+        assert!(!owner_gone(&format!("999999999@not-{host}")));
+        // Cleaning keeps another machine's staging directory and removes a dead one of ours.
+        let dir = tempfile::tempdir().unwrap();
+        let theirs = dir
+            .path()
+            .join(format!(".e{STAGING_MARKER}999999999@not-{host}"));
+        let ours = dir
+            .path()
+            .join(format!(".e{STAGING_MARKER}999999999@{host}"));
+        for d in [&theirs, &ours] {
+            fs_err::create_dir(d).unwrap();
+        }
+        clean_stale_staging(dir.path());
+        assert!(theirs.exists());
+        assert!(!ours.exists());
+    }
 
     #[test]
     fn formats_dates() {
