@@ -155,7 +155,30 @@ pub fn lock(prefix: &Path, virtual_packages: Vec<GenericVirtualPackage>) -> Resu
         channels,
         specs: Vec::new(),
     };
-    let lock = crate::lock::build(&[(current_platform(), solution)])?;
+    // pip-installed wheels go in as `pypi:` packages when the environment recorded their URL
+    // and hash (an install from a lock does); the others cannot be pinned from what is
+    // installed, and the user hears which.
+    let conda_names: Vec<String> = solution
+        .records
+        .iter()
+        .map(|r| crate::pip::normalize(r.package_record.name.as_normalized()))
+        .collect();
+    let (wheels, unpinned) = crate::pypi::installed_wheels(prefix, &conda_names);
+    if !unpinned.is_empty() {
+        tracing::warn!(
+            "the exported lock leaves out {} (installed by pip from an index or a source tree: the \
+             environment keeps no URL and hash for them); `airlock env lock -f environment.yml` \
+             locks its pip: section",
+            unpinned.join(", ")
+        );
+    }
+    let platform = current_platform();
+    let pypi = crate::lock::PypiSection {
+        indexes: rattler_lock::PypiIndexes::default(),
+        packages: vec![(platform, wheels)],
+    };
+    let has_wheels = pypi.packages.iter().any(|(_, p)| !p.is_empty());
+    let lock = crate::lock::build_with_pypi(&[(platform, solution)], has_wheels.then_some(&pypi))?;
     lock.render_to_string()
         .map_err(|e| crate::error::EnvError::Lock {
             path: prefix.to_path_buf(),

@@ -685,6 +685,119 @@ async fn wheel_metadata(url: &Url) -> Option<String> {
     metadata_in_wheel(std::io::Cursor::new(bytes))
 }
 
+/// Asks the environment's interpreter for its distributions that pip or uv installed from a
+/// direct URL with a sha256 (PEP 610 `direct_url.json`, which `env install --lock` leaves), as
+/// JSON lines; the others are listed by name only.
+const INSTALLED_SCRIPT: &str = r"import importlib.metadata as m, json
+for d in m.distributions():
+    installer = (d.read_text('INSTALLER') or '').strip()
+    if installer == 'conda':
+        continue
+    print(json.dumps({'name': d.metadata['Name'], 'version': d.version,
+        'direct_url': d.read_text('direct_url.json'), 'requires': d.requires or [],
+        'requires_python': d.metadata['Requires-Python']}))
+";
+
+#[derive(Deserialize)]
+struct InstalledDist {
+    name: String,
+    version: String,
+    direct_url: Option<String>,
+    requires: Vec<String>,
+    requires_python: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DirectUrl {
+    url: Url,
+    archive_info: Option<DirectArchive>,
+}
+
+#[derive(Deserialize)]
+struct DirectArchive {
+    #[serde(default)]
+    hashes: BTreeMap<String, String>,
+    hash: Option<String>,
+}
+
+/// The pip-installed distributions of `prefix` that a lock can pin (installed from a wheel URL:
+/// the sha256 pip recorded, or for uv, which records none, the hash of the local wheel file at
+/// that URL), and the names of those it cannot (installed from an index or a source tree),
+/// skipping any that a conda package of `conda_names` provides.
+pub fn installed_wheels(
+    prefix: &Path,
+    conda_names: &[String],
+) -> (Vec<PypiPackageData>, Vec<String>) {
+    let python = prefix.join("bin").join("python");
+    let Ok(output) = Command::new(&python)
+        .args(["-I", "-c", INSTALLED_SCRIPT])
+        .stderr(std::process::Stdio::null())
+        .output()
+    else {
+        return (Vec::new(), Vec::new());
+    };
+    let (mut pinned, mut unpinned) = (Vec::new(), Vec::new());
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(dist) = serde_json::from_str::<InstalledDist>(line) else {
+            continue;
+        };
+        if conda_names.contains(&pip::normalize(&dist.name)) {
+            continue;
+        }
+        let wheel = dist
+            .direct_url
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<DirectUrl>(text).ok())
+            .filter(|d| {
+                Path::new(d.url.path())
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("whl"))
+            })
+            .and_then(|d| {
+                let archive = d.archive_info?;
+                let recorded = archive.hashes.get("sha256").cloned().or_else(|| {
+                    archive
+                        .hash
+                        .and_then(|h| h.strip_prefix("sha256=").map(str::to_owned))
+                });
+                // uv records the URL but no hash: a local wheel is hashed where it lies.
+                let sha256 = recorded.or_else(|| {
+                    let path = d
+                        .url
+                        .to_file_path()
+                        .ok()
+                        .filter(|_| d.url.scheme() == "file")?;
+                    rattler_digest::compute_file_digest::<rattler_digest::Sha256>(&path)
+                        .ok()
+                        .map(hex::encode)
+                })?;
+                Some((d.url, sha256))
+            });
+        let package = wheel.and_then(|(url, sha256)| {
+            to_package(
+                Resolved {
+                    name: dist.name.clone(),
+                    version: dist.version.clone(),
+                    url,
+                    sha256,
+                    index: None,
+                    requires_dist: Some(dist.requires.clone()),
+                    requires_python: dist.requires_python.clone(),
+                },
+                prefix,
+            )
+            .ok()
+        });
+        match package {
+            Some(package) => pinned.push(package),
+            None => unpinned.push(dist.name),
+        }
+    }
+    pinned.sort_by_key(|p| pip::normalize(p.name().as_ref()));
+    unpinned.sort();
+    (pinned, unpinned)
+}
+
 /// A locked wheel checked before installing: where it is and the hash it must have.
 #[derive(Debug, Clone)]
 pub struct Artifact {

@@ -1201,6 +1201,14 @@ fn pip_section_installs_into_the_environment_interpreter() {
     assert!(export.contains("  - pip:\n"), "{export}");
     assert!(export.contains("      - tinypkg==0.1\n"), "{export}");
     assert!(export.contains("  - python=3.11.99\n"), "{export}");
+    // Installed from an index (--find-links), tinypkg has no URL and hash to lock: the
+    // exported lock says it leaves it out.
+    let out = s.run(&["env", "export", "-n", "withpip", "--format", "lock"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the exported lock leaves out"), "{stderr}");
+    assert!(stderr.contains("tinypkg"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("pypi:"));
 }
 
 /// `uv` from PATH, else from the CI venv (`.ci/requirements.txt`, which `scripts/test` puts on
@@ -1483,6 +1491,55 @@ fn pip_section_is_locked_and_installed_exactly(path: &std::ffi::OsStr, installer
     ]);
     assert_eq!(versions.trim(), "0.1 1.0 ['tinydep', 'tinypkg']");
     assert_eq!(tinypkg_installer(&venv), installer);
+
+    // What is installed exports as a lock with the same wheels and hashes (pip and uv keep
+    // the URL and hash of a wheel installed by URL), and that lock installs again.
+    let exported = s.path("work/exported.lock");
+    let out = run_with_path(
+        &s,
+        &[
+            "env",
+            "export",
+            "-n",
+            "fresh",
+            "--format",
+            "lock",
+            "-o",
+            exported.to_str().unwrap(),
+        ],
+        path,
+    );
+    assert_success(&out);
+    let text = std::fs::read_to_string(&exported).unwrap();
+    for file in [
+        "tinydep-1.0-py3-none-any.whl",
+        "tinypkg-0.1-py3-none-any.whl",
+    ] {
+        let url = url::Url::from_file_path(wheels.join(file)).unwrap();
+        assert!(
+            text.contains(&format!("- pypi: {url}\n")),
+            "{file}:\n{text}"
+        );
+        assert!(text.contains(&sha256(&wheels.join(file))), "{text}");
+    }
+    // (The test's interpreter is a venv: its own pip is not pinnable and is named.)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("tinypkg") && !stderr.contains("tinydep"),
+        "{stderr}"
+    );
+    assert_success(&install_lock_with_path(&s, &exported, "again", path));
+    let again = s.ok(&[
+        "env",
+        "run",
+        "-n",
+        "again",
+        "--",
+        "python",
+        "-c",
+        "import tinypkg, tinydep; print(tinypkg.VERSION, tinydep.VERSION)",
+    ]);
+    assert_eq!(again.trim(), "0.1 1.0");
 }
 
 #[test]
