@@ -170,7 +170,7 @@ impl Hop {
         let mut keys = Vec::new();
         while !cur.is_empty() {
             let key_blob = cur.string()?.to_vec();
-            let is_ca = cur.u8()? != 0;
+            let is_ca = cur.bool()?;
             keys.push(HopKey { key_blob, is_ca });
         }
         Ok(Self {
