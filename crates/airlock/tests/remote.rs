@@ -424,29 +424,34 @@ fn ci_venv() -> Option<PathBuf> {
     Some(venv.canonicalize().unwrap())
 }
 
-/// `GET path` on 127.0.0.1:port: the status code and the response head.
-fn http_get(port: u16, path: &str) -> (u16, String) {
+/// Sends `request` (a whole HTTP/1.1 request, `Connection: close`) to 127.0.0.1:port and
+/// returns the response's head and body.
+fn http_exchange(port: u16, request: &str) -> (String, String) {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
     let mut bytes = Vec::new();
     stream.read_to_end(&mut bytes).unwrap();
     let response = text(&bytes);
-    let head = response
-        .split("\r\n\r\n")
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let code = head
-        .split_whitespace()
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.to_owned(), body.to_owned())
+}
+
+/// The status code in a response head.
+fn http_status(head: &str) -> u16 {
+    head.split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {head}"));
-    (code, head)
+        .unwrap_or_else(|| panic!("not an HTTP response: {head}"))
+}
+
+/// `GET path` on 127.0.0.1:port: the status code and the response head.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let (head, _) = http_exchange(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"),
+    );
+    (http_status(&head), head)
 }
 
 /// Inodes of TCP sockets in LISTEN state on this machine.
@@ -847,43 +852,24 @@ fn close_session(mut session: std::process::Child, socket: &Path) {
 
 /// The body of `GET path` on 127.0.0.1:port (not chunked).
 fn http_body(port: u16, path: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    http_exchange(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"),
     )
-    .unwrap();
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).unwrap();
-    let response = text(&bytes);
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
+    .1
 }
 
 /// `POST path` with a JSON body and the token on 127.0.0.1:port: the status code and body.
 fn http_post(port: u16, path: &str, token: &str, body: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: token {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).unwrap();
-    let response = text(&bytes);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {head}"));
-    (code, body.to_owned())
+    let (head, body) = http_exchange(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: token {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    (http_status(&head), body)
 }
 
 /// Run `code` in the kernel of `connection_file` with jupyter_client's `BlockingKernelClient`
