@@ -131,9 +131,9 @@ pub async fn create(settings: &Settings, request: &CreateRequest) -> Result<Path
     let options = resolved.install_options(&solution, request, platform);
     match resolved.file.as_ref().filter(|f| !f.pip.is_empty()) {
         Some(file) => {
-            let records = solution.records.clone();
+            let names = conda_names(&solution.records);
             create_with_pip(settings, &prefix, solution.records, &options, |prefix| {
-                install_pip(prefix, file, &records)
+                crate::pip::install(prefix, &file.path, &file.pip, &names)
             })
             .await?;
         }
@@ -145,12 +145,12 @@ pub async fn create(settings: &Settings, request: &CreateRequest) -> Result<Path
     Ok(prefix)
 }
 
-fn install_pip(prefix: &Path, file: &EnvironmentFile, records: &[RepoDataRecord]) -> Result<()> {
-    let names: Vec<String> = records
+/// The names of the conda packages in `records` (pip warns when it replaces one of them).
+fn conda_names(records: &[RepoDataRecord]) -> Vec<String> {
+    records
         .iter()
         .map(|r| r.package_record.name.as_normalized().to_owned())
-        .collect();
-    crate::pip::install(prefix, &file.path, &file.pip, &names)
+        .collect()
 }
 
 /// Updates an existing environment: the specs it was created with plus the new ones (a new
@@ -204,7 +204,12 @@ pub async fn update(settings: &Settings, request: &CreateRequest) -> Result<Path
     if let Some(file) = &resolved.file
         && !file.pip.is_empty()
     {
-        install_pip(&prefix, file, &solution.records)?;
+        crate::pip::install(
+            &prefix,
+            &file.path,
+            &file.pip,
+            &conda_names(&solution.records),
+        )?;
     }
     Ok(prefix)
 }
@@ -363,13 +368,9 @@ pub async fn install_lock(settings: &Settings, request: &InstallLockRequest) -> 
     if artifacts.is_empty() {
         install::create(settings, &prefix, locked.records, &options, request.force).await?;
     } else {
-        let conda_names: Vec<String> = locked
-            .records
-            .iter()
-            .map(|r| r.package_record.name.as_normalized().to_owned())
-            .collect();
+        let names = conda_names(&locked.records);
         create_with_pip(settings, &prefix, locked.records, &options, |prefix| {
-            pypi::install(prefix, &artifacts, &conda_names)
+            pypi::install(prefix, &artifacts, &names)
         })
         .await?;
     }
