@@ -382,6 +382,8 @@ pub fn staging_dir(target: &Path) -> Result<PathBuf> {
 /// Creates a new environment at `target` atomically: everything is installed into a staging
 /// directory beside it (with `target` patched into prefix placeholders) and renamed at the end.
 /// With `replace`, an existing environment is swapped out only once the new one is complete.
+/// Leftovers of killed runs beside `target` are the caller's to clear first
+/// ([`clean_stale_staging`]), as `ops` does before it checks whether `target` exists.
 pub async fn create(
     settings: &Settings,
     target: &Path,
@@ -393,7 +395,6 @@ pub async fn create(
         .parent()
         .ok_or_else(|| EnvError::InvalidName(target.display().to_string()))?;
     fs_err::create_dir_all(parent)?;
-    clean_stale_staging(parent);
     if target.exists() && !replace {
         return Err(EnvError::EnvironmentExists(target.to_path_buf()));
     }
@@ -570,9 +571,14 @@ async fn install_into(
     if installed.is_empty() {
         // A new prefix: airlock's own link loop (see `link`), which stamps each fresh entry
         // right after linking it, while other packages are still being extracted.
-        let fresh: Vec<bool> = (0..records.len())
-            .map(|i| stamp_fresh && plan.fresh.contains(&i))
-            .collect();
+        let mut fresh = vec![false; records.len()];
+        if stamp_fresh {
+            for &i in &plan.fresh {
+                if let Some(f) = fresh.get_mut(i) {
+                    *f = true;
+                }
+            }
+        }
         crate::link::link_new_prefix(
             crate::link::NewPrefix {
                 staging: prefix,
