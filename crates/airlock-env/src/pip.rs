@@ -26,31 +26,63 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Asks the environment's interpreter, which also sees a venv it delegates to.
-const LIST_SCRIPT: &str = "import importlib.metadata as m\nfor d in m.distributions():\n    i = (d.read_text('INSTALLER') or '').strip()\n    print(d.metadata['Name'], d.version, i, sep='\\t')\n";
+/// Asks the environment's interpreter, which also sees a venv it delegates to: one JSON line
+/// per distribution.
+const LIST_SCRIPT: &str = r"import importlib.metadata as m, json
+for d in m.distributions():
+    print(json.dumps({'name': d.metadata['Name'], 'version': d.version,
+        'installer': (d.read_text('INSTALLER') or '').strip(),
+        'direct_url': d.read_text('direct_url.json'), 'requires': d.requires or [],
+        'requires_python': d.metadata['Requires-Python']}))
+";
+
+/// A distribution as the environment's interpreter reports it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Installed {
+    /// The name as its metadata spells it.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// `INSTALLER` (`conda`, `pip`, `uv`, or empty).
+    pub installer: String,
+    /// PEP 610 `direct_url.json`, for a distribution installed from a URL.
+    pub direct_url: Option<String>,
+    /// `Requires-Dist`.
+    pub requires: Vec<String>,
+    /// `Requires-Python`.
+    pub requires_python: Option<String>,
+}
+
+/// The distributions the environment's own `python` sees (`importlib.metadata`); `None`
+/// without a working interpreter.
+pub fn installed(prefix: &Path) -> Option<Vec<Installed>> {
+    let python = prefix.join("bin").join("python");
+    if !python.exists() {
+        return None;
+    }
+    let output = Command::new(&python)
+        .args(["-I", "-c", LIST_SCRIPT])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect(),
+    )
+}
 
 /// Installed Python distributions in `prefix`: normalised name → (version, installer).
 ///
-/// The environment's own `python` is asked first (`importlib.metadata`); without one, the
+/// The environment's own `python` is asked first ([`installed`]); without one, the
 /// `site-packages` directories are scanned.
 pub fn distributions(prefix: &Path) -> BTreeMap<String, (String, String)> {
-    let python = prefix.join("bin").join("python");
-    if python.exists()
-        && let Ok(output) = Command::new(&python)
-            .args(["-I", "-c", LIST_SCRIPT])
-            .stderr(std::process::Stdio::null())
-            .output()
-        && output.status.success()
-    {
-        return String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| {
-                let mut parts = line.split('\t');
-                let name = parts.next()?;
-                let version = parts.next()?;
-                let installer = parts.next().unwrap_or_default();
-                Some((normalize(name), (version.to_owned(), installer.to_owned())))
-            })
+    if let Some(found) = installed(prefix) {
+        return found
+            .into_iter()
+            .map(|d| (normalize(&d.name), (d.version, d.installer)))
             .collect();
     }
     let mut out = BTreeMap::new();

@@ -685,28 +685,6 @@ async fn wheel_metadata(url: &Url) -> Option<String> {
     metadata_in_wheel(std::io::Cursor::new(bytes))
 }
 
-/// Asks the environment's interpreter for its distributions that pip or uv installed from a
-/// direct URL with a sha256 (PEP 610 `direct_url.json`, which `env install --lock` leaves), as
-/// JSON lines; the others are listed by name only.
-const INSTALLED_SCRIPT: &str = r"import importlib.metadata as m, json
-for d in m.distributions():
-    installer = (d.read_text('INSTALLER') or '').strip()
-    if installer == 'conda':
-        continue
-    print(json.dumps({'name': d.metadata['Name'], 'version': d.version,
-        'direct_url': d.read_text('direct_url.json'), 'requires': d.requires or [],
-        'requires_python': d.metadata['Requires-Python']}))
-";
-
-#[derive(Deserialize)]
-struct InstalledDist {
-    name: String,
-    version: String,
-    direct_url: Option<String>,
-    requires: Vec<String>,
-    requires_python: Option<String>,
-}
-
 #[derive(Deserialize)]
 struct DirectUrl {
     url: Url,
@@ -728,19 +706,12 @@ pub fn installed_wheels(
     prefix: &Path,
     conda_names: &[String],
 ) -> (Vec<PypiPackageData>, Vec<String>) {
-    let python = prefix.join("bin").join("python");
-    let Ok(output) = Command::new(&python)
-        .args(["-I", "-c", INSTALLED_SCRIPT])
-        .stderr(std::process::Stdio::null())
-        .output()
-    else {
-        return (Vec::new(), Vec::new());
-    };
     let (mut pinned, mut unpinned) = (Vec::new(), Vec::new());
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(dist) = serde_json::from_str::<InstalledDist>(line) else {
-            continue;
-        };
+    let pip_installed = pip::installed(prefix)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d.installer != "conda");
+    for dist in pip_installed {
         if conda_names.contains(&pip::normalize(&dist.name)) {
             continue;
         }
