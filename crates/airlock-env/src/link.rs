@@ -186,13 +186,17 @@ pub(crate) async fn link_new_prefix(
         .unclobber(&sorted, prefix.path())
         .map_err(|e| install_error(crate::install::error_chain(&e)))?;
     if !clobbered.is_empty() {
-        let mut names: Vec<PackageName> = clobbered
+        let names: Vec<PackageName> = clobbered
             .into_values()
             .flat_map(|c| std::iter::once(c.package).chain(c.other_packages))
             .collect();
-        names.sort();
-        names.dedup();
-        settle_clobbers(prefix.path(), &names).map_err(|e| install_error(e.to_string()))?;
+        // The records `unclobber` may have rewritten: those of the packages involved.
+        let involved: Vec<PathBuf> = linked
+            .iter()
+            .filter(|r| names.contains(&r.repodata_record.package_record.name))
+            .map(|r| prefix.path().join("conda-meta").join(r.file_name()))
+            .collect();
+        settle_clobbers(prefix.path(), &involved).map_err(|e| install_error(e.to_string()))?;
     }
     if let Some(reporter) = &new.reporter {
         reporter.on_transaction_complete();
@@ -203,24 +207,17 @@ pub(crate) async fn link_new_prefix(
 /// After rattler's `unclobber`: which package's copy of a shared path sits aside under
 /// `__clobbers__/` depends on which package happened to link first, and so does the order of
 /// the paths in the records it rewrote. This makes the result the same on every run, as
-/// `env install --lock` promises: the involved records list their paths sorted again (as
+/// `env install --lock` promises: the involved `records` list their paths sorted again (as
 /// `link_package_sync` returns them), and directories left empty under `__clobbers__/` go.
-fn settle_clobbers(prefix: &Path, names: &[PackageName]) -> std::io::Result<()> {
-    for entry in fs_err::read_dir(prefix.join("conda-meta"))? {
-        let path = entry?.path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let mut record = PrefixRecord::from_path(&path)?;
-        if !names.contains(&record.repodata_record.package_record.name) {
-            continue;
-        }
+fn settle_clobbers(prefix: &Path, records: &[PathBuf]) -> std::io::Result<()> {
+    for path in records {
+        let mut record = PrefixRecord::from_path(path)?;
         record.files.sort();
         record
             .paths_data
             .paths
             .sort_by(|a, b| a.relative_path.cmp(&b.relative_path));
-        write_record(&record, &path)?;
+        write_record(&record, path)?;
     }
     remove_empty_dirs(&prefix.join("__clobbers__"))?;
     Ok(())
