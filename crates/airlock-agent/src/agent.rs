@@ -1,6 +1,7 @@
 //! The agent's request handling: one function per message, following OpenSSH's `ssh-agent.c`
 //! where it is the reference and stricter where the README says so.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,12 +29,26 @@ pub struct Peer {
 }
 
 /// Settings fixed at start.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct AgentOptions {
     /// Lifetime given to keys added without one (`-t`).
     pub default_lifetime: Option<Duration>,
     /// Policy, confirmation and audit.
     pub gate: Gate,
+    /// Whether a "remove every key" signal (SIGUSR1) has arrived since the last call; the
+    /// call consumes it. Checked before every request, so keys are gone before the next
+    /// answer, however soon after the signal it comes.
+    pub wipe_signal: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl std::fmt::Debug for AgentOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentOptions")
+            .field("default_lifetime", &self.default_lifetime)
+            .field("gate", &self.gate)
+            .field("wipe_signal", &self.wipe_signal.is_some())
+            .finish()
+    }
 }
 
 /// The state of one client connection.
@@ -45,6 +60,10 @@ pub struct Connection {
     pub session: SessionState,
     /// Its peer.
     pub peer: Peer,
+    /// Denials recorded for it so far.
+    pub denials: AtomicU32,
+    /// Denials beyond [`crate::gate::DENIALS_RECORDED_PER_CONNECTION`], summarised at close.
+    pub denials_suppressed: AtomicU64,
 }
 
 struct LockState {
@@ -59,6 +78,12 @@ pub struct Agent {
     /// Serialises unlock attempts so the growing delay cannot be sidestepped with parallel
     /// connections; the count of consecutive failures lives inside.
     unlock_gate: tokio::sync::Mutex<u32>,
+    /// Counts locks, so a confirmation can tell the agent was locked while it waited.
+    locks: AtomicU64,
+    /// Woken whenever keys are removed or the agent is locked.
+    revoked: tokio::sync::Notify,
+    /// Held while a wipe signal is consumed and acted on.
+    wipe: Mutex<()>,
     options: AgentOptions,
 }
 
@@ -88,6 +113,9 @@ impl Agent {
             store: Mutex::new(KeyStore::default()),
             lock: Mutex::new(None),
             unlock_gate: tokio::sync::Mutex::new(0),
+            locks: AtomicU64::new(0),
+            revoked: tokio::sync::Notify::new(),
+            wipe: Mutex::new(()),
             options,
         })
     }
@@ -107,18 +135,65 @@ impl Agent {
             .is_some()
     }
 
-    /// Drop expired keys now; returns when the next one expires.
+    /// Drop expired keys now, and shield again the keys that have not signed for a while;
+    /// returns when the next one expires.
     pub fn expire(&self) -> Option<tokio::time::Instant> {
         let mut store = self.store();
         for fp in store.expire(tokio::time::Instant::now()) {
             tracing::info!(fingerprint = %fp, "key lifetime ended; removed");
+        }
+        for key in store.keys() {
+            key.signer.reshield_if_idle();
         }
         store.next_expiry()
     }
 
     /// Remove every key (SIGUSR1, as OpenSSH 10).
     pub fn remove_all(&self) -> usize {
-        self.store().clear()
+        let n = self.store().clear();
+        self.revoked.notify_waiters();
+        n
+    }
+
+    /// Act on a pending wipe signal ([`AgentOptions::wipe_signal`]): remove every key. The
+    /// signal is consumed and acted on under one lock, so whoever finds nothing pending
+    /// afterwards also finds the keys gone.
+    pub fn wipe_if_signalled(&self) {
+        let Some(signalled) = &self.options.wipe_signal else {
+            return;
+        };
+        let _held = self
+            .wipe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if signalled() {
+            let n = self.remove_all();
+            tracing::info!(removed = n, "SIGUSR1: removed all keys");
+        }
+    }
+
+    /// Whether `key` is no longer the one held for its blob, or the agent was locked after
+    /// `locks` was read.
+    fn revoked_since(&self, key: &StoredKey, locks: u64) -> bool {
+        self.locks.load(Ordering::Acquire) != locks
+            || self.locked()
+            || self
+                .store()
+                .find(&key.blob)
+                .is_none_or(|held| !Arc::ptr_eq(&held.signer, &key.signer))
+    }
+
+    /// Completes when `key` is removed (or replaced) or the agent is locked.
+    async fn until_revoked(&self, key: &StoredKey, locks: u64) {
+        loop {
+            let woken = self.revoked.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.revoked_since(key, locks) {
+                return;
+            }
+            woken.await;
+        }
     }
 
     /// The number of keys held.
@@ -133,12 +208,22 @@ impl Agent {
 
     /// Answer one request on a connection.
     pub async fn handle(&self, conn: &mut Connection, request: Request) -> Response {
+        self.wipe_if_signalled();
         if self.locked() {
             return match request {
                 Request::Unlock(pass) => self.unlock(conn, &pass).await,
                 Request::RequestIdentities => Response::Identities(Vec::new()),
-                Request::Extension(Extension::SessionBind(b)) => self.session_bind(conn, &b),
-                _ => Response::Failure,
+                other => {
+                    // As OpenSSH: everything else, session binds included, fails while locked.
+                    self.options.gate.record_other(
+                        conn,
+                        other.operation(),
+                        None,
+                        "deny",
+                        "the agent is locked",
+                    );
+                    Response::Failure
+                }
             };
         }
         match request {
@@ -229,13 +314,25 @@ impl Agent {
                 .record_other(conn, "sign", Some(key.key_ref()), "deny", &reason);
             return Response::Failure;
         }
-        if self
-            .options
-            .gate
-            .authorize_sign(conn, key.key_ref(), &kind)
-            .await
-            .is_err()
-        {
+        // A confirmation may take a while: the user can remove the key or lock the agent in
+        // the meantime, and then no answer may sign with it.
+        let locks = self.locks.load(Ordering::Acquire);
+        let authorized = tokio::select! {
+            biased;
+            r = self.options.gate.authorize_sign(conn, key.key_ref(), &kind) => r.is_ok(),
+            () = self.until_revoked(&key, locks) => false,
+        };
+        if self.revoked_since(&key, locks) {
+            self.options.gate.record_other(
+                conn,
+                "sign",
+                Some(key.key_ref()),
+                "deny",
+                "the key was removed or the agent locked while the request waited",
+            );
+            return Response::Failure;
+        }
+        if !authorized {
             return Response::Failure;
         }
         // The store's lock is not held: `key` is this request's own reference.
@@ -267,6 +364,24 @@ impl Agent {
             self.options.default_lifetime,
         ) {
             Ok(mut key) => {
+                // The policy may raise the RSA floor above OpenSSH's.
+                if let (Some(floor), Some(bits)) = (
+                    gate.policy.as_ref().and_then(|p| p.rsa_min_bits()),
+                    key.signer.rsa_bits(),
+                ) && bits < floor as usize
+                {
+                    gate.record_other(
+                        conn,
+                        "add",
+                        Some(key.key_ref()),
+                        "deny",
+                        &format!(
+                            "key refused: an RSA key of {bits} bits is below the policy's \
+                             rsa-min-bits = {floor}"
+                        ),
+                    );
+                    return Response::Failure;
+                }
                 // The policy's lifetime is a cap on whatever the client asked for.
                 if let Some(cap) = gate
                     .policy
@@ -276,12 +391,25 @@ impl Agent {
                     let cap = tokio::time::Instant::now() + cap;
                     key.expires = Some(key.expires.map_or(cap, |e| e.min(cap)));
                 }
-                gate.record_other(conn, "add", Some(key.key_ref()), "allow", "added");
+                let reason = match key.signer.short_rsa_bits() {
+                    Some(bits) => {
+                        let r = format!(
+                            "added; an RSA key of {bits} bits is weak (below {} bits); \
+                             OpenSSH accepts it from {}",
+                            crate::signer::RSA_WARN_BITS,
+                            crate::signer::RSA_MIN_BITS
+                        );
+                        tracing::warn!(fingerprint = %key.fingerprint, "{r}");
+                        r
+                    }
+                    None => "added".to_owned(),
+                };
+                gate.record_other(conn, "add", Some(key.key_ref()), "allow", &reason);
                 self.store().insert(key);
                 Response::Success
             }
             Err(e) => {
-                gate.record_other(conn, "add", None, "deny", &format!("invalid key: {e}"));
+                gate.record_other(conn, "add", None, "deny", &format!("key refused: {e}"));
                 Response::Failure
             }
         }
@@ -304,6 +432,9 @@ impl Agent {
             return Response::Failure;
         }
         let done = f(&mut self.store());
+        if done {
+            self.revoked.notify_waiters();
+        }
         self.options.gate.record_other(
             conn,
             what,
@@ -341,6 +472,9 @@ impl Agent {
             salt,
             hash: lock_hash(pass, &salt),
         });
+        self.locks.fetch_add(1, Ordering::AcqRel);
+        drop(lock);
+        self.revoked.notify_waiters();
         tracing::info!("agent locked");
         Response::Success
     }

@@ -117,12 +117,12 @@ impl Client {
         constraints: Vec<Constraint>,
     ) -> Result<(), ClientError> {
         let constrained = !constraints.is_empty();
-        let req = Request::AddIdentity(AddIdentity {
-            key: PrivateKeyMaterial::from_keypair(key.key_data()),
+        let req = Request::AddIdentity(Box::new(AddIdentity {
+            key: Box::new(PrivateKeyMaterial::from_keypair(key.key_data())),
             comment: comment.to_owned(),
             constraints,
             constrained,
-        });
+        }));
         self.expect_success(&req)
     }
 

@@ -198,10 +198,14 @@ impl SessionState {
         Ok(())
     }
 
-    /// Whether the connection came through a forwarded agent (its last bind is a forwarding
-    /// hop), or claimed to and failed. Airlock refuses key management on such connections.
+    /// Whether the connection may have come from another host: a session bind was attempted
+    /// on it at all, whatever it said and whether or not it verified (OpenSSH 10's
+    /// `socket_is_remote`). Local tools (`ssh-add`) never bind, and a client on a forwarded
+    /// socket can append a bind it signed itself that says "not forwarding", so neither the
+    /// latest bind nor a successful one can clear the mark. Airlock refuses key management on
+    /// such connections.
     pub fn is_remote(&self) -> bool {
-        self.bind_attempted && self.binds.last().is_none_or(|b| b.forwarded)
+        self.bind_attempted || !self.binds.is_empty()
     }
 
     /// The hop chain as host-key fingerprints, for prompts and logs.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
+use airlock_protocol::text::{MAX_FIELD_CHARS, printable};
 use airlock_protocol::{SignedData, UserAuthRequest};
 
 use crate::agent::Connection;
@@ -25,11 +26,22 @@ pub struct Gate {
     pub audit: Option<Arc<dyn AuditSink>>,
     /// How confirmations are asked.
     pub askpass: Askpass,
-    /// Confirmations waiting for `airlock approve`.
+    /// Confirmations waiting for `airlock approve`: used only when the user chose to answer
+    /// from a terminal ([`Gate::approve_in_terminal`]) and no askpass is usable.
     pub approvals: Approvals,
+    /// Whether confirmations may be answered with `airlock approve` (chosen at start, for
+    /// machines without askpass). When askpass is usable it alone decides either way.
+    pub approve_in_terminal: bool,
     /// Whether a write of the queued audit records is on its way.
     pub audit_write_scheduled: Arc<AtomicBool>,
 }
+
+/// Denials from one connection recorded one by one; further ones are counted and summarised
+/// in one record when the connection closes.
+pub const DENIALS_RECORDED_PER_CONNECTION: u32 = 32;
+
+/// The longest reason kept in a record, in characters.
+const MAX_REASON_CHARS: usize = 1024;
 
 /// Audit records are written together, at most this long after the first of them was queued
 /// (and at once when the agent stops).
@@ -140,11 +152,20 @@ impl Gate {
         }
     }
 
+    /// The policy's decision, with what happened to the policy file audited first.
+    fn decide(&self, policy: &dyn Policy, query: &Query<'_>, conn: &Connection) -> Decision {
+        let decision = policy.decide(query);
+        for notice in policy.take_notices() {
+            self.write_record(conn, "policy", None, &SignKind::Other, "keep", &notice);
+        }
+        decision
+    }
+
     /// Whether the key may be listed on this connection. A key hidden from a bound connection
     /// is recorded (it is a decision the user may want to see); keys listed are not.
     pub fn may_list(&self, conn: &Connection, key: KeyRef<'_>) -> bool {
         let Some(p) = &self.policy else { return true };
-        match p.decide(&Self::query(key, conn, Operation::List)) {
+        match self.decide(p.as_ref(), &Self::query(key, conn, Operation::List), conn) {
             Decision::Deny(reason) => {
                 if !conn.session.binds.is_empty() {
                     self.record_other(conn, "list", Some(key), "deny", &reason);
@@ -165,7 +186,7 @@ impl Gate {
     ) -> Result<(), String> {
         let mut decision = match &self.policy {
             None => Decision::Allow("no policy".into()),
-            Some(p) => p.decide(&Self::query(key, conn, kind.operation())),
+            Some(p) => self.decide(p.as_ref(), &Self::query(key, conn, kind.operation()), conn),
         };
         // A policy that allows a userauth signature on a bound connection also requires it to
         // belong to the latest bound session, as OpenSSH does for constrained keys.
@@ -196,11 +217,27 @@ impl Gate {
         }
     }
 
-    /// Ask the user: through the askpass program when one is usable and, at the same time, as
-    /// a pending request that `airlock approve` can answer. The first answer counts; none
-    /// within the timeout denies. Only this connection waits: each has its own task.
+    /// Ask the user. When an askpass program is usable it alone decides, as with OpenSSH: no
+    /// other process can answer for the person. Without one, and only when the user chose
+    /// `--approve-in-terminal` at start, the request waits for `airlock approve`. Otherwise the
+    /// use is refused. None within the timeout denies; only this connection waits.
     async fn confirm(&self, prompt: &str) -> bool {
         let timeout = self.askpass.timeout;
+        if self.askpass.usable() {
+            return tokio::time::timeout(timeout, self.askpass.confirm(prompt))
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::info!("confirmation timed out; denying");
+                    false
+                });
+        }
+        if !self.approve_in_terminal {
+            tracing::warn!(
+                "confirmation needed but no askpass program can be shown (SSH_ASKPASS, DISPLAY): \
+                 refused; start the agent with --approve-in-terminal to answer with `airlock approve`"
+            );
+            return false;
+        }
         let Some(mut ticket) = self.approvals.register(prompt, timeout) else {
             tracing::warn!("too many confirmations pending; denying");
             return false;
@@ -209,20 +246,31 @@ impl Gate {
             request = ticket.id(),
             "confirmation pending: answer it with `airlock approve`"
         );
-        let askpass = async {
-            if self.askpass.usable() {
-                self.askpass.confirm(prompt).await
-            } else {
-                std::future::pending().await
-            }
-        };
         tokio::select! {
             allow = ticket.answered() => allow,
-            allow = askpass => allow,
             () = tokio::time::sleep(timeout) => {
                 tracing::info!(request = ticket.id(), "confirmation timed out; denying");
                 false
             }
+        }
+    }
+
+    /// The connection has closed: write the summary of the denials it was not given one
+    /// record each for.
+    pub fn connection_closed(&self, conn: &Connection) {
+        let suppressed = conn.denials_suppressed.load(Ordering::Relaxed);
+        if suppressed > 0 {
+            self.write_record(
+                conn,
+                "summary",
+                None,
+                &SignKind::Other,
+                "deny",
+                &format!(
+                    "{suppressed} more denied requests on this connection were not recorded one by one \
+                     (after the first {DENIALS_RECORDED_PER_CONNECTION})"
+                ),
+            );
         }
     }
 
@@ -277,26 +325,70 @@ impl Gate {
         verdict: &str,
         reason: &str,
     ) {
-        tracing::info!(
-            connection = conn.id,
-            operation,
-            fingerprint = key.map(|k| k.fingerprint),
-            decision = verdict,
-            reason,
-            "decision"
-        );
+        if verdict.ends_with("deny")
+            && conn.denials.fetch_add(1, Ordering::Relaxed) >= DENIALS_RECORDED_PER_CONNECTION
+        {
+            // A flood from one connection: counted, summarised when it closes.
+            conn.denials_suppressed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                connection = conn.id,
+                operation,
+                "denied (not recorded one by one)"
+            );
+            return;
+        }
+        self.write_record(conn, operation, key, kind, verdict, reason);
+    }
+
+    /// Log and audit one decision. Every field a client chose (comment, user, namespace,
+    /// executable path, reason) is escaped and capped here, once, so no log line, audit
+    /// record, prompt or table shows raw control characters or grows without bound.
+    fn write_record(
+        &self,
+        conn: &Connection,
+        operation: &str,
+        key: Option<KeyRef<'_>>,
+        kind: &SignKind,
+        verdict: &str,
+        reason: &str,
+    ) {
+        let reason = printable(reason, MAX_REASON_CHARS);
+        let reason = reason.as_str();
+        if verdict.ends_with("deny") && operation != "list" {
+            // Every refused request is said at the default level, with its reason (a key
+            // left out of a listing is not a refused request).
+            tracing::warn!(
+                connection = conn.id,
+                operation,
+                fingerprint = key.map(|k| k.fingerprint),
+                decision = verdict,
+                reason,
+                "refused"
+            );
+        } else {
+            tracing::info!(
+                connection = conn.id,
+                operation,
+                fingerprint = key.map(|k| k.fingerprint),
+                decision = verdict,
+                reason,
+                "decision"
+            );
+        }
         let Some(audit) = &self.audit else { return };
         let (namespace, user) = match kind {
-            SignKind::SshSig(ns) => (Some(ns.clone()), None),
-            SignKind::UserAuth(u) => (None, Some(u.user.clone())),
+            SignKind::SshSig(ns) => (Some(printable(ns, MAX_FIELD_CHARS)), None),
+            SignKind::UserAuth(u) => (None, Some(printable(&u.user, MAX_FIELD_CHARS))),
             SignKind::Other => (None, None),
         };
+        let mut peer = conn.peer.clone();
+        peer.exe = peer.exe.map(|e| printable(&e, MAX_FIELD_CHARS));
         audit.record(AuditEvent {
             connection: conn.id,
-            peer: conn.peer.clone(),
+            peer,
             operation: operation.to_owned(),
             fingerprint: key.map(|k| k.fingerprint.to_owned()),
-            comment: key.map(|k| k.comment.to_owned()),
+            comment: key.map(|k| printable(k.comment, MAX_FIELD_CHARS)),
             chain: self.chain(conn),
             namespace,
             user,
@@ -323,16 +415,18 @@ impl Gate {
     }
 
     fn prompt(&self, conn: &Connection, key: KeyRef<'_>, kind: &SignKind) -> String {
+        let shown = |t: &str| printable(t, MAX_FIELD_CHARS);
         let mut p = format!(
             "Allow use of key {}?\nKey fingerprint {}.",
-            key.comment, key.fingerprint
+            shown(key.comment),
+            key.fingerprint
         );
         match kind {
             SignKind::UserAuth(u) => {
-                let _ = write!(p, "\nUser authentication as \"{}\"", u.user);
+                let _ = write!(p, "\nUser authentication as \"{}\"", shown(&u.user));
             }
             SignKind::SshSig(ns) => {
-                let _ = write!(p, "\nSignature in namespace \"{ns}\"");
+                let _ = write!(p, "\nSignature in namespace \"{}\"", shown(ns));
             }
             SignKind::Other => {}
         }
@@ -347,7 +441,8 @@ impl Gate {
                     .unwrap_or_else(|| "unknown host".into());
                 let _ = write!(
                     p,
-                    " > {name} ({}){}",
+                    " > {} ({}){}",
+                    shown(&name),
                     hop.fingerprint,
                     if hop.forwarded { " [forwarded]" } else { "" }
                 );
@@ -356,7 +451,7 @@ impl Gate {
         if let Some(pid) = conn.peer.pid {
             let _ = write!(p, "\nRequested by pid {pid}");
             if let Some(exe) = &conn.peer.exe {
-                let _ = write!(p, " ({exe})");
+                let _ = write!(p, " ({})", shown(exe));
             }
         }
         p

@@ -17,7 +17,7 @@ use airlock_protocol::{Extension, Request, Response, frame_length};
 use crate::agent::{Connection, EXTENSIONS};
 use crate::client::public_from_blob;
 use crate::gate::{Gate, KeyRef, SignKind};
-use crate::server::accept_loop;
+use crate::server::{accept_loop, read_body, read_prefix};
 
 /// The upstream agent and the gate in front of it.
 #[derive(Debug)]
@@ -33,10 +33,11 @@ pub async fn serve(listener: UnixListener, guard: Arc<Guard>, shutdown: impl Fut
     accept_loop(listener, shutdown, move |stream, conn| {
         let guard = Arc::clone(&guard);
         async move {
-            let id = conn.id;
-            if let Err(e) = serve_connection(stream, conn, &guard).await {
-                tracing::debug!(connection = id, "connection ended: {e}");
+            let mut conn = conn;
+            if let Err(e) = serve_connection(stream, &mut conn, &guard).await {
+                tracing::debug!(connection = conn.id, "connection ended: {e}");
             }
+            guard.gate.connection_closed(&conn);
             // Whatever this connection recorded before it broke off.
             guard.gate.audit_after_answer();
         }
@@ -44,6 +45,17 @@ pub async fn serve(listener: UnixListener, guard: Arc<Guard>, shutdown: impl Fut
     .await;
 }
 
+/// A frame from a client, within the agent's frame timeout; `None` when the client is gone.
+async fn read_client_frame(stream: &mut UnixStream) -> std::io::Result<Option<Vec<u8>>> {
+    let Some((prefix, deadline)) = read_prefix(stream).await else {
+        return Ok(None);
+    };
+    let len = frame_length(prefix)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(read_body(stream, len, deadline).await)
+}
+
+/// A frame from the upstream agent, which may take its time (its own confirmations).
 async fn read_frame(stream: &mut UnixStream) -> std::io::Result<Option<Vec<u8>>> {
     let mut prefix = [0u8; 4];
     if stream.read_exact(&mut prefix).await.is_err() {
@@ -72,7 +84,7 @@ impl Upstream {
 
 async fn serve_connection(
     mut stream: UnixStream,
-    mut conn: Connection,
+    conn: &mut Connection,
     guard: &Guard,
 ) -> std::io::Result<()> {
     let mut upstream = Upstream {
@@ -80,18 +92,10 @@ async fn serve_connection(
     };
     // Comments of the keys the upstream listed, by blob, for the policy and the prompt.
     let mut comments: HashMap<Vec<u8>, String> = HashMap::new();
-    while let Some(body) = read_frame(&mut stream).await? {
+    while let Some(body) = read_client_frame(&mut stream).await? {
         let response = match Request::decode(&body) {
             Ok(request) => {
-                handle(
-                    guard,
-                    &mut conn,
-                    &mut upstream,
-                    &mut comments,
-                    &body,
-                    request,
-                )
-                .await?
+                handle(guard, conn, &mut upstream, &mut comments, &body, request).await?
             }
             Err(e) => {
                 tracing::debug!("malformed request: {e}");

@@ -86,6 +86,17 @@ pub trait Policy: Send + Sync {
         Vec::new()
     }
 
+    /// The smallest RSA key, in bits, that may be added (`None`: OpenSSH's floor, 1024).
+    fn rsa_min_bits(&self) -> Option<u32> {
+        None
+    }
+
+    /// What happened to the policy itself since the last call (a file that vanished or broke,
+    /// and the last good policy kept), for the audit log.
+    fn take_notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The names of a bound host (as [`Policy::host_names`], with the bind's fingerprint).
     fn binding_names(&self, bind: &Binding) -> Vec<String> {
         self.host_names(&bind.host_key)

@@ -17,8 +17,10 @@ use crate::agent::{Agent, Connection, Peer};
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 8192;
 
-/// A client that sent a frame header must finish the body within this time.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that has sent the first byte of a frame must finish the whole frame within this
+/// time; otherwise the connection is closed, so slow clients cannot hold connection slots.
+/// (Between frames a client may stay idle as long as it likes, as ssh does.)
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve `listener` until `shutdown` completes. Also runs the key-lifetime reaper.
 pub async fn serve(listener: UnixListener, agent: Arc<Agent>, shutdown: impl Future<Output = ()>) {
@@ -65,12 +67,17 @@ pub async fn accept_loop<F, Fut>(
             },
         };
         let peer = peer_of(&stream);
-        if let Some(uid) = peer.uid
-            && uid != our_uid
-            && uid != 0
-        {
-            tracing::warn!(uid, "refusing connection from another user");
-            continue;
+        match peer.uid {
+            Some(uid) if uid == our_uid || uid == 0 => {}
+            Some(uid) => {
+                tracing::warn!(uid, "refusing connection from another user");
+                continue;
+            }
+            None => {
+                // Fail closed, as OpenSSH does when getpeereid fails.
+                tracing::warn!("refusing connection: cannot read the peer's uid");
+                continue;
+            }
         }
         next_id += 1;
         let conn = Connection {
@@ -88,8 +95,10 @@ pub async fn accept_loop<F, Fut>(
 
 async fn reap(agent: Arc<Agent>) {
     loop {
+        // A wipe signal is also acted on when no request comes.
+        agent.wipe_if_signalled();
         let next = agent.expire();
-        let cap = tokio::time::Instant::now() + Duration::from_secs(1);
+        let cap = tokio::time::Instant::now() + Duration::from_millis(250);
         tokio::time::sleep_until(next.map_or(cap, |n| n.min(cap))).await;
     }
 }
@@ -122,11 +131,49 @@ fn exe_of(_pid: i32) -> Option<String> {
 
 /// Serve one connection until it closes or breaks the framing.
 pub async fn serve_connection(mut stream: UnixStream, mut conn: Connection, agent: &Agent) {
+    serve_frames(&mut stream, &mut conn, agent).await;
+    agent.gate().connection_closed(&conn);
+    agent.gate().audit_after_answer();
+}
+
+/// Read the 4-byte length of the next frame: no limit on the wait for its first byte, then
+/// [`FRAME_TIMEOUT`] for the rest of the frame (see [`read_body`]).
+pub async fn read_prefix(stream: &mut UnixStream) -> Option<([u8; 4], tokio::time::Instant)> {
+    let mut prefix = [0u8; 4];
+    let first = stream.read(&mut prefix[..1]).await.ok()?;
+    if first == 0 {
+        return None;
+    }
+    let deadline = tokio::time::Instant::now() + FRAME_TIMEOUT;
+    if let Ok(Ok(_)) = tokio::time::timeout_at(deadline, stream.read_exact(&mut prefix[1..])).await
+    {
+        Some((prefix, deadline))
+    } else {
+        tracing::debug!("closing connection: frame not completed in time");
+        None
+    }
+}
+
+/// Read a frame body of `len` bytes by `deadline`.
+pub async fn read_body(
+    stream: &mut UnixStream,
+    len: usize,
+    deadline: tokio::time::Instant,
+) -> Option<Vec<u8>> {
+    let mut body = vec![0u8; len];
+    if let Ok(Ok(_)) = tokio::time::timeout_at(deadline, stream.read_exact(&mut body)).await {
+        Some(body)
+    } else {
+        tracing::debug!("closing connection: frame not completed in time");
+        None
+    }
+}
+
+async fn serve_frames(stream: &mut UnixStream, conn: &mut Connection, agent: &Agent) {
     loop {
-        let mut prefix = [0u8; 4];
-        if stream.read_exact(&mut prefix).await.is_err() {
+        let Some((prefix, deadline)) = read_prefix(stream).await else {
             return;
-        }
+        };
         let len = match frame_length(prefix) {
             Ok(len) => len,
             Err(e) => {
@@ -136,18 +183,31 @@ pub async fn serve_connection(mut stream: UnixStream, mut conn: Connection, agen
                 return;
             }
         };
-        let mut body = vec![0u8; len];
-        match tokio::time::timeout(BODY_TIMEOUT, stream.read_exact(&mut body)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
-        }
+        let Some(mut body) = read_body(stream, len, deadline).await else {
+            return;
+        };
         let response = match Request::decode(&body) {
             Ok(request) => {
                 tracing::debug!(op = request.operation(), "request");
-                agent.handle(&mut conn, request).await
+                let adds_key = matches!(request, Request::AddIdentity(_));
+                if adds_key {
+                    // The decoder's frames held the key's bytes.
+                    crate::signer::scrub_stack();
+                }
+                let response = agent.handle(conn, request).await;
+                if adds_key {
+                    // ...and so did preparing it.
+                    crate::signer::scrub_stack();
+                }
+                response
             }
             Err(e) => {
-                tracing::debug!("malformed request: {e}");
+                // Said at the default level: a key type airlock does not take ends here too.
+                tracing::warn!(
+                    connection = conn.id,
+                    "refused a request it cannot read: {}",
+                    airlock_protocol::text::printable(&e.to_string(), 1024)
+                );
                 Response::Failure
             }
         };

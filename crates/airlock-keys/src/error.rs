@@ -21,6 +21,15 @@ pub enum KeyError {
         reason: &'static str,
     },
 
+    /// The keys directory is not the user's or others can write it.
+    #[error("refusing the keys directory {path}: {reason}")]
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
     /// No key of that name in the keys directory.
     #[error("no key named {name:?} in {dir}; `airlock key list` shows the keys there")]
     UnknownKey {

@@ -112,7 +112,47 @@ impl KeyStore {
             .any(|p| p.symlink_metadata().is_ok())
     }
 
+    /// Refuse a keys directory that is not the user's, or that others can write, as ssh refuses
+    /// such a `~/.ssh` (StrictModes): someone else could swap a key or its metadata. A missing
+    /// directory is fine (it is created 0700 on the first write).
+    pub fn check_dir(&self) -> Result<(), KeyError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match std::fs::metadata(&self.dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(KeyError::Read {
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
+        };
+        let me = nix::unistd::geteuid().as_raw();
+        let problem = if meta.uid() != me && meta.uid() != 0 {
+            Some(format!(
+                "it is owned by uid {}, not by you (uid {me})",
+                meta.uid()
+            ))
+        } else if meta.mode() & 0o022 != 0 {
+            Some(format!(
+                "others can write it (mode {:o}); fix it with `chmod 700 {}`",
+                meta.mode() & 0o777,
+                self.dir.display()
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(reason) => Err(KeyError::UnsafeDirectory {
+                path: self.dir.clone(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn refuse_existing(&self, name: &KeyName, force: bool) -> Result<(), KeyError> {
+        self.check_dir()?;
         if !force && self.exists(name) {
             return Err(KeyError::AlreadyExists {
                 name: name.to_string(),
@@ -229,6 +269,7 @@ impl KeyStore {
 
     /// The key `name`: metadata and public key, checked against each other.
     pub fn get(&self, name: &KeyName) -> Result<StoredKey, KeyError> {
+        self.check_dir()?;
         if !self.exists(name) {
             return Err(KeyError::UnknownKey {
                 name: name.to_string(),
@@ -268,6 +309,7 @@ impl KeyStore {
     /// Every key in the store, by name. A key whose files are broken is an `Err` entry and does
     /// not hide the others. A missing directory is an empty store.
     pub fn list(&self) -> Result<Vec<Result<StoredKey, KeyError>>, KeyError> {
+        self.check_dir()?;
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -326,6 +368,7 @@ impl KeyStore {
 
     /// Delete key `name`'s files: the private key first, the metadata last.
     pub fn remove(&self, name: &KeyName) -> Result<(), KeyError> {
+        self.check_dir()?;
         if !self.exists(name) {
             return Err(KeyError::UnknownKey {
                 name: name.to_string(),

@@ -2,6 +2,12 @@
 //! on an `O_APPEND` descriptor (so lines from several writers never interleave), in batches
 //! shortly after the agent has answered; file 0600 and directory 0700 from creation, rotated by size
 //! (`audit.jsonl` → `audit.jsonl.1` → ...).
+//!
+//! What a flood cannot do: rotation drops an old file only once it is more than a day old
+//! ([`KEEP_YOUNGER_THAN`]), so records of the last day survive unless they alone fill
+//! [`MAX_ROTATED`] files (200 MiB at the default size); and the gate records at most 32 denials
+//! per connection one by one, each client-chosen field escaped and capped at 256 characters,
+//! then one summary when the connection closes.
 //! Fingerprints only: never key material.
 
 use std::fs::{File, OpenOptions};
@@ -18,8 +24,20 @@ use crate::PolicyError;
 
 /// Rotate when the file would grow past this (10 MiB).
 pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024;
-/// Keep this many rotated files (`.1` newest).
+/// Keep this many rotated files (`.1` newest), and more while they are young.
 pub const DEFAULT_KEEP: usize = 3;
+/// A rotated file younger than this is never dropped (up to [`MAX_ROTATED`] files).
+pub const KEEP_YOUNGER_THAN: std::time::Duration = std::time::Duration::from_hours(24);
+/// The most rotated files ever kept, young or not.
+pub const MAX_ROTATED: usize = 20;
+
+fn is_young(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < KEEP_YOUNGER_THAN)
+}
 
 /// The peer process of a record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,9 +275,10 @@ impl AuditLog {
         }
     }
 
-    /// The log files, oldest first: `.keep` ... `.1`, then the log itself (those that exist).
+    /// The log files, oldest first: `.N` ... `.1`, then the log itself (those that exist;
+    /// beyond `.keep` too, where rotation kept young files).
     pub fn files(path: &Path, keep: usize) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = (1..=keep)
+        let mut out: Vec<PathBuf> = (1..=keep.max(MAX_ROTATED))
             .rev()
             .map(|n| rotated_path(path, n))
             .filter(|p| p.exists())
@@ -321,13 +340,23 @@ impl Shared {
             open.size = 0;
             return Ok(());
         }
-        for n in (1..self.keep).rev() {
+        // `.last` is the slot the oldest kept file moves into; what was there is dropped. It
+        // moves past young files, so a flood cannot rotate away the last day's records.
+        let mut last = self.keep;
+        while last < MAX_ROTATED && is_young(&rotated_path(&self.path, last)) {
+            last += 1;
+        }
+        for n in (1..last).rev() {
             let from = rotated_path(&self.path, n);
             if from.exists() {
                 fs_err::rename(&from, rotated_path(&self.path, n + 1))?;
             }
         }
         fs_err::rename(&self.path, rotated_path(&self.path, 1))?;
+        // Older files beyond the kept ones, left by an earlier run of young files.
+        for n in last + 1..=MAX_ROTATED {
+            let _ = std::fs::remove_file(rotated_path(&self.path, n));
+        }
         open.file = open_append(&self.path)?;
         open.size = open.file.metadata().map_or(0, |m| m.len());
         Ok(())
@@ -531,7 +560,7 @@ mod tests {
     }
 
     #[test]
-    fn rotation_keeps_only_keep_files() {
+    fn rotation_drops_only_files_older_than_a_day() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let log = AuditLog::with_rotation(&path, 1024, 3).unwrap();
@@ -539,12 +568,45 @@ mod tests {
             log.record(event(i));
         }
         log.flush();
-        assert!(rotated_path(&path, 3).exists());
-        assert!(!rotated_path(&path, 4).exists());
+        // Young files are kept beyond `keep`, up to the cap.
+        assert!(rotated_path(&path, MAX_ROTATED).exists());
+        assert!(!rotated_path(&path, MAX_ROTATED + 1).exists());
         let records = lines(&AuditLog::files(&path, 3));
         // The newest lines are all there, in order, ending with the last.
         let ids: Vec<u64> = records.iter().map(|r| r.connection).collect();
         assert_eq!(ids.last(), Some(&199));
         assert!(ids.windows(2).all(|w| w[1] == w[0] + 1));
+        // Once they are old, the next rotation keeps only `keep` of them.
+        let two_days_ago = std::time::SystemTime::now() - 2 * KEEP_YOUNGER_THAN;
+        for f in AuditLog::files(&path, 3) {
+            OpenOptions::new()
+                .write(true)
+                .open(&f)
+                .unwrap()
+                .set_modified(two_days_ago)
+                .unwrap();
+        }
+        for i in 200..230 {
+            log.record(event(i));
+        }
+        log.flush();
+        // Beyond `keep`, only files written since (young) remain.
+        for n in 4..=MAX_ROTATED {
+            let f = rotated_path(&path, n);
+            assert!(
+                !f.exists() || is_young(&f),
+                "{} is old and kept",
+                f.display()
+            );
+        }
+        assert!(
+            AuditLog::files(&path, 3).len() < MAX_ROTATED,
+            "the old files were not dropped"
+        );
+        let ids: Vec<u64> = lines(&AuditLog::files(&path, 3))
+            .iter()
+            .map(|r| r.connection)
+            .collect();
+        assert_eq!(ids.last(), Some(&229));
     }
 }

@@ -686,6 +686,10 @@ impl Policy for CompiledPolicy {
             .and_then(|r| r.rule.lifetime)
     }
 
+    fn rsa_min_bits(&self) -> Option<u32> {
+        self.defaults().rsa_min_bits
+    }
+
     fn host_names(&self, key: &HostKey) -> Vec<String> {
         self.index.host_names(key)
     }

@@ -5,6 +5,7 @@
 //! forward = "deny"        # keys without a rule are never usable through a forwarded connection
 //! confirm = "never"       # never | forwarded | always
 //! known-hosts = []        # extra known_hosts files
+//! rsa-min-bits = 2048     # refuse RSA keys below this (default 1024, as OpenSSH)
 //!
 //! [[key]]
 //! name = "ai-project"                      # or fingerprint = "SHA256:..."
@@ -71,6 +72,8 @@ pub struct Defaults {
     pub confirm: ConfirmMode,
     /// Extra known_hosts files (`~` expanded, relative paths against the policy's directory).
     pub known_hosts: Vec<PathBuf>,
+    /// RSA keys below this many bits are refused when added (`None`: OpenSSH's 1024).
+    pub rsa_min_bits: Option<u32>,
 }
 
 /// How a rule names its key.
@@ -136,6 +139,7 @@ struct RawDefaults {
     forward: Option<Spanned<String>>,
     confirm: Option<Spanned<toml::Value>>,
     known_hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    rsa_min_bits: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -264,10 +268,27 @@ impl Ctx<'_> {
             }
             known_hosts.push(self.resolve_path(p.get_ref()));
         }
+        let rsa_min_bits = match d.rsa_min_bits {
+            None => None,
+            Some(b) => match u32::try_from(*b.get_ref()) {
+                Ok(bits) if (1024..=16384).contains(&bits) => Some(bits),
+                _ => {
+                    return Err(self.error(
+                        &b.span(),
+                        Some("defaults.rsa-min-bits"),
+                        format!(
+                            "{} is not a key size: use a number of bits from 1024 to 16384",
+                            b.get_ref()
+                        ),
+                    ));
+                }
+            },
+        };
         Ok(Defaults {
             forward,
             confirm,
             known_hosts,
+            rsa_min_bits,
         })
     }
 

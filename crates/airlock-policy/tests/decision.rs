@@ -911,7 +911,10 @@ fn handle_reloads_and_keeps_last_good_policy() {
     let policy_file = home.join("policy.toml");
     let mut sources = PolicySources::for_user(home, policy_file.clone(), home.join("keys"));
     sources.known_hosts.retain(|p| p.starts_with(home));
-    let handle = PolicyHandle::load(sources).unwrap();
+    // A new text decides alone as soon as it is seen unchanged once more.
+    let handle = PolicyHandle::load(sources)
+        .unwrap()
+        .with_settle(std::time::Duration::ZERO);
     assert!(
         handle
             .unrestricted_notice()
@@ -937,6 +940,8 @@ fn handle_reloads_and_keeps_last_good_policy() {
     assert!(handle.reload_if_changed(true));
     assert!(handle.unrestricted_notice().is_none());
     assert_eq!(handle.decide(&q).verb(), "deny");
+    // Seen unchanged again: settled (the denial above may already have re-checked).
+    handle.reload_if_changed(true);
 
     // A broken edit keeps the last good policy.
     write(
@@ -951,6 +956,11 @@ fn handle_reloads_and_keeps_last_good_policy() {
         "[[key]]\nname = \"k\"\nforward-through = [\"gpu\"]\n",
     );
     assert!(handle.reload_if_changed(true));
+    // Settling: the old policy still has a say, and it denies.
+    let d = handle.decide(&q);
+    assert_eq!(d.verb(), "deny", "{d:?}");
+    // Unchanged since: the new text decides alone.
+    assert!(handle.reload_if_changed(true), "promoted");
     assert_eq!(handle.decide(&q).verb(), "allow");
     assert!(!handle.reload_if_changed(true), "nothing changed");
 
@@ -972,10 +982,22 @@ fn handle_reloads_and_keeps_last_good_policy() {
     };
     assert_eq!(handle.decide(&q2).verb(), "allow");
 
-    // Removing the file goes back to no policy.
+    // Removing the file keeps the last good policy (and says so), never "no policy".
     std::fs::remove_file(&policy_file).unwrap();
-    assert!(handle.reload_if_changed(true));
-    assert!(handle.current().is_unrestricted());
+    assert!(!handle.reload_if_changed(true));
+    assert!(!handle.current().is_unrestricted());
+    assert_eq!(handle.decide(&q).verb(), "allow");
+    assert_eq!(
+        handle
+            .decide(&Query {
+                operation: LIST,
+                ..q2
+            })
+            .verb(),
+        "allow"
+    );
+    let notices = handle.take_notices();
+    assert!(notices.iter().any(|n| n.contains("is gone")), "{notices:?}");
 }
 
 #[test]

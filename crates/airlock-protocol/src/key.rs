@@ -107,15 +107,17 @@ impl PrivateKeyMaterial {
                 Algorithm::Rsa { .. } => {
                     CertificatePrivate::Rsa(RsaPrivateKey::decode(&mut rest).map_err(key_err)?)
                 }
-                other => return Err(Error::Key(format!("unsupported certificate key {other}"))),
+                other => return Err(Error::Key(unsupported_key_reason(other.as_str()))),
             };
             let used = cur.remaining().len() - rest.len();
             let consumed = cur.bytes(used)?;
-            let mut encoded = Vec::new();
+            // Holds private key bytes: sized once (no reallocation leaves a copy behind) and
+            // cleared when dropped.
+            let mut encoded = zeroize::Zeroizing::new(Vec::with_capacity(consumed.len()));
             match &private {
-                CertificatePrivate::Ed25519(k) => k.encode(&mut encoded),
-                CertificatePrivate::Ecdsa(d) => d.encode(&mut encoded),
-                CertificatePrivate::Rsa(k) => k.encode(&mut encoded),
+                CertificatePrivate::Ed25519(k) => k.encode(&mut *encoded),
+                CertificatePrivate::Ecdsa(d) => d.encode(&mut *encoded),
+                CertificatePrivate::Rsa(k) => k.encode(&mut *encoded),
             }
             .map_err(key_err)?;
             ensure_canonical(consumed, &encoded)?;
@@ -147,11 +149,13 @@ impl PrivateKeyMaterial {
             let data = KeypairData::decode_as(&mut rest, alg).map_err(key_err)?;
             let used = cur.remaining().len() - rest.len();
             let consumed = cur.bytes(used)?;
-            let mut encoded = Vec::new();
+            // Holds private key bytes: sized once (no reallocation leaves a copy behind) and
+            // cleared when dropped.
+            let mut encoded = zeroize::Zeroizing::new(Vec::with_capacity(consumed.len()));
             match &data {
-                KeypairData::Ed25519(k) => k.encode(&mut encoded),
-                KeypairData::Rsa(k) => k.encode(&mut encoded),
-                _ => return Err(Error::Key(format!("unsupported key type {algorithm}"))),
+                KeypairData::Ed25519(k) => k.encode(&mut *encoded),
+                KeypairData::Rsa(k) => k.encode(&mut *encoded),
+                _ => return Err(Error::Key(unsupported_key_reason(&algorithm))),
             }
             .map_err(key_err)?;
             ensure_canonical(consumed, &encoded)?;
@@ -310,7 +314,7 @@ impl CertificateFields {
                 let q = c.string()?;
                 plain.string(curve).string(q);
             }
-            other => return Err(Error::Key(format!("unsupported certificate key {other}"))),
+            other => return Err(Error::Key(unsupported_key_reason(other))),
         }
         let subject = KeyData::decode(&mut plain.as_bytes()).map_err(key_err)?;
         let serial = c.u64()?;
@@ -348,5 +352,19 @@ impl CertificateFields {
     /// Whether it is valid at `now` (seconds since the epoch).
     pub fn valid_at(&self, now: u64) -> bool {
         self.valid_after <= now && now < self.valid_before
+    }
+}
+
+/// Why the agent refuses a key type, in words a user can act on.
+pub fn unsupported_key_reason(algorithm: &str) -> String {
+    if algorithm.contains("dss") {
+        format!("{algorithm}: DSA keys are refused (OpenSSH 10 removed DSA; make an ed25519 key)")
+    } else if algorithm.starts_with("sk-") {
+        format!(
+            "{algorithm}: FIDO security keys are not supported by airlock yet (use OpenSSH's \
+             agent for them, with `airlock guard` in front)"
+        )
+    } else {
+        format!("{algorithm}: this key type is not supported")
     }
 }

@@ -21,12 +21,14 @@ mod error;
 mod key;
 mod message;
 mod signed_data;
+pub mod text;
 mod wire;
 
 pub use constraint::{Constraint, DestinationConstraint, Hop, HopKey};
 pub use error::Error;
 pub use key::{
     CERT_TYPE_HOST, CertificateFields, CertificatePrivate, PrivateKeyMaterial, certificate_subject,
+    unsupported_key_reason,
 };
 pub use message::{
     AddIdentity, Extension, Identity, Request, Response, SessionBind, SignRequest, frame_length,

@@ -74,7 +74,7 @@ pub enum Request {
     /// Sign data with a key.
     Sign(SignRequest),
     /// Add a key, with constraints when sent as `ADD_ID_CONSTRAINED`.
-    AddIdentity(AddIdentity),
+    AddIdentity(Box<AddIdentity>),
     /// Remove the key with this public blob.
     RemoveIdentity {
         /// The public key blob.
@@ -111,8 +111,8 @@ pub struct SignRequest {
 /// `SSH2_AGENTC_ADD_IDENTITY` and `SSH2_AGENTC_ADD_ID_CONSTRAINED`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddIdentity {
-    /// The private key.
-    pub key: PrivateKeyMaterial,
+    /// The private key (boxed, so moving the request never copies key bytes).
+    pub key: Box<PrivateKeyMaterial>,
     /// The comment (usually the file name or user@host).
     pub comment: String,
     /// Constraints; non-empty only for `ADD_ID_CONSTRAINED`.
@@ -197,7 +197,9 @@ impl Request {
                 flags: cur.u32()?,
             }),
             t::ADD_IDENTITY | t::ADD_ID_CONSTRAINED => {
-                let key = PrivateKeyMaterial::decode(&mut cur)?;
+                // Boxed at once: later moves of the request move a pointer, not key bytes
+                // (a moved-from copy is never cleared).
+                let key = Box::new(PrivateKeyMaterial::decode(&mut cur)?);
                 let comment = cur.utf8("comment")?.to_owned();
                 let constrained = kind == t::ADD_ID_CONSTRAINED;
                 let constraints = if constrained {
@@ -205,12 +207,12 @@ impl Request {
                 } else {
                     Vec::new()
                 };
-                Request::AddIdentity(AddIdentity {
+                Request::AddIdentity(Box::new(AddIdentity {
                     key,
                     comment,
                     constraints,
                     constrained,
-                })
+                }))
             }
             t::REMOVE_IDENTITY => Request::RemoveIdentity {
                 key_blob: cur.string()?.to_vec(),

@@ -88,7 +88,9 @@ fn captures_decode_to_the_expected_messages() {
         other => panic!("{other:?}"),
     }
     match get("029-") {
-        Request::AddIdentity(a) => assert!(matches!(a.key, PrivateKeyMaterial::Certificate { .. })),
+        Request::AddIdentity(a) => {
+            assert!(matches!(*a.key, PrivateKeyMaterial::Certificate { .. }));
+        }
         other => panic!("{other:?}"),
     }
     match get("031-") {

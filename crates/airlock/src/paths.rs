@@ -18,16 +18,40 @@ pub const ENV_SSH_CONFIG: &str = "AIRLOCK_SSH_CONFIG";
 /// `AIRLOCK_REMOTE_DIR`: where airlock lives on servers, default `~/.local/bin`.
 pub const ENV_REMOTE_DIR: &str = "AIRLOCK_REMOTE_DIR";
 
-/// The user's home directory (`$HOME`).
+/// An environment variable that names an absolute path; an empty or relative value is never
+/// used as a path (it would be read against whatever the current directory is).
+fn absolute_var(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+}
+
+/// The user's home directory, by one rule for every command and the agent (as OpenSSH finds
+/// it): `$HOME` when it is set and absolute, else the home in the password database for the
+/// real uid. `None` when neither gives an absolute path.
+pub fn home_dir() -> Option<PathBuf> {
+    absolute_var("HOME").or_else(|| {
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.dir)
+            .filter(|d| d.is_absolute())
+    })
+}
+
+/// [`home_dir`], for the paths under it; with no home at all, a directory that cannot exist
+/// (`/nonexistent`, as the password database uses), so nothing is ever created at the root.
 pub fn home() -> PathBuf {
-    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
+    home_dir().unwrap_or_else(|| PathBuf::from("/nonexistent"))
 }
 
 fn xdg(var: &str, fallback: &str) -> PathBuf {
-    match std::env::var_os(var) {
-        Some(v) if !v.is_empty() && PathBuf::from(&v).is_absolute() => PathBuf::from(v),
-        _ => home().join(fallback),
-    }
+    absolute_var(var).unwrap_or_else(|| home().join(fallback))
+}
+
+/// `$XDG_RUNTIME_DIR`, when it is set and absolute.
+pub fn runtime_dir() -> Option<PathBuf> {
+    absolute_var("XDG_RUNTIME_DIR")
 }
 
 /// `$XDG_CONFIG_HOME/airlock`.
@@ -52,8 +76,7 @@ pub fn cache_dir() -> PathBuf {
 
 /// `~/.ssh/airlock`: keys, and the agent socket when there is no runtime directory.
 pub fn keys_dir() -> PathBuf {
-    std::env::var_os(ENV_KEYS_DIR)
-        .map_or_else(|| home().join(".ssh").join("airlock"), PathBuf::from)
+    absolute_var(ENV_KEYS_DIR).unwrap_or_else(|| home().join(".ssh").join("airlock"))
 }
 
 /// The default agent socket: `$AIRLOCK_AGENT_SOCK`, else `$XDG_RUNTIME_DIR/airlock/agent.sock`,
@@ -62,9 +85,9 @@ pub fn agent_socket() -> PathBuf {
     if let Some(p) = std::env::var_os(ENV_AGENT_SOCK) {
         return PathBuf::from(p);
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(v) if !v.is_empty() => PathBuf::from(v).join("airlock").join("agent.sock"),
-        _ => keys_dir().join("agent.sock"),
+    match runtime_dir() {
+        Some(v) => v.join("airlock").join("agent.sock"),
+        None => keys_dir().join("agent.sock"),
     }
 }
 

@@ -468,7 +468,8 @@ fn confirm_forwarded_asks_with_the_chain_and_times_out() {
     assert!(asked.contains("[forwarded]"), "{asked}");
 }
 
-/// Without any askpass, a confirmation waits for `airlock approve` in a local terminal: the
+/// Without any askpass, and with `--approve-in-terminal` chosen at start, a confirmation waits
+/// for `airlock approve` in a local terminal: the
 /// request is listed with its hop chain, `--allow` lets it through, an interactive "n" refuses
 /// it, and a request nobody answers is refused after the timeout and leaves the list. While one
 /// request waits, other clients are served.
@@ -482,7 +483,24 @@ fn approve_answers_confirmations_from_a_terminal() {
             ("SSH_ASKPASS_REQUIRE", std::ffi::OsStr::new("never")),
             ("AIRLOCK_CONFIRM_TIMEOUT", std::ffi::OsStr::new(timeout)),
         ];
-        agent_with_key(home, &policy, &sock, &env, &key)
+        // Terminal approval is chosen explicitly at start.
+        let agent = AirlockAgent::start_with(
+            home,
+            EXE,
+            &sock,
+            &[
+                "--policy",
+                policy.to_str().unwrap(),
+                "--approve-in-terminal",
+            ],
+            &env,
+        )
+        .unwrap();
+        assert!(succeeds(
+            home.command_with_agent("ssh-add", &sock)
+                .arg(&key.private_key)
+        ));
+        agent
     };
     let hop = |agent: &AirlockAgent| {
         home.command_with_agent("ssh", agent.socket())

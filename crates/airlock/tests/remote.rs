@@ -74,12 +74,11 @@ fn setup(policy: Option<PolicyText<'_>>) -> Setup {
     }
     let audit = home.state_dir().join("airlock/audit.jsonl");
     let sock = home.runtime_dir().join("agent.sock");
-    let args = [
-        "--policy",
-        policy_path.to_str().unwrap(),
-        "--audit",
-        audit.to_str().unwrap(),
-    ];
+    // `--policy` names the file only when there is one: a named file must exist.
+    let mut args = vec!["--audit", audit.to_str().unwrap()];
+    if policy.is_some() {
+        args.extend(["--policy", policy_path.to_str().unwrap()]);
+    }
     let agent = AirlockAgent::start_with(home, EXE, &sock, &args, &[]).unwrap();
     let out = run(home
         .command_with_agent("ssh-add", agent.socket())
@@ -660,6 +659,76 @@ fn jupyter_runs_on_a_unix_socket_through_a_tunnel_and_outlives_it() {
     assert_eq!(jupyter_files(&runtime), Vec::<String>::new());
 }
 
+/// The browser is opened on a 0600 page that redirects to the URL: the token is never on a
+/// command line of this machine (where `ps` shows it to every user), and the page goes away
+/// with the tunnel.
+#[test]
+fn jupyter_opens_the_browser_without_the_token_on_any_command_line() {
+    let Some(venv) = ci_venv() else { return };
+    let s = setup(Some(&forward_through("[\"gpu-node\"]")));
+    assert_ok(&s.install());
+    let runtime = s.remote.path().join("run");
+    let bin = s.remote_dir_arg();
+    let runtime_arg = runtime.to_str().unwrap().to_owned();
+    let browser = s.remote.path().join("browser");
+    std::fs::create_dir_all(&browser).unwrap();
+    let log = browser.join("opened.log");
+    let opener = browser.join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!(
+            "#!/bin/sh\nf=\"${{1#file://}}\"\n{{ echo \"argv: $*\"; echo \"mode: $(stat -c %a \"$f\")\"; \
+             echo \"page: $(cat \"$f\")\"; }} > {log}.tmp; mv {log}.tmp {log}\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let args = [
+        "-p",
+        venv.to_str().unwrap(),
+        "--remote-dir",
+        &bin,
+        "--runtime-dir",
+        &runtime_arg,
+    ];
+    let (mut laptop, _group, _port, token) = s.start_jupyter_with(&args, Some(&browser));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while !log.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the browser was never opened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let opened = std::fs::read_to_string(&log).unwrap();
+    let argv = opened.lines().find(|l| l.starts_with("argv: ")).unwrap();
+    assert!(
+        !argv.contains(&token),
+        "the token is on the browser's command line: {argv}"
+    );
+    assert!(opened.contains("mode: 600"), "{opened}");
+    assert!(
+        opened.contains(&format!("token={token}")),
+        "the page does not lead to Jupyter: {opened}"
+    );
+    let page = argv.trim_start_matches("argv: file://").trim().to_owned();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(laptop.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let _ = laptop.wait();
+    assert!(!Path::new(&page).exists(), "{page} outlived the tunnel");
+    let mut stop = s.airlock(&["jupyter", "gpu-node", "--stop"]);
+    assert_ok(&run(stop.args([
+        "--remote-dir",
+        &bin,
+        "--runtime-dir",
+        &runtime_arg,
+    ])));
+}
+
 #[test]
 fn jupyter_says_what_to_do_without_jupyter_or_without_airlock_on_the_server() {
     let s = setup(None);
@@ -780,9 +849,30 @@ impl Setup {
     /// `airlock jupyter gpu-node ARGS --no-browser` in its own process group, up to the URL it
     /// prints: the process, its group's guard, the local port and the token.
     fn start_jupyter(&self, args: &[&str]) -> (std::process::Child, KillGroupOnDrop, u16, String) {
+        self.start_jupyter_with(args, None)
+    }
+
+    /// [`Self::start_jupyter`], opening the browser with the programs in `browser_path` first
+    /// on `PATH` when it is given.
+    fn start_jupyter_with(
+        &self,
+        args: &[&str],
+        browser_path: Option<&Path>,
+    ) -> (std::process::Child, KillGroupOnDrop, u16, String) {
         use std::io::BufRead as _;
         use std::os::unix::process::CommandExt as _;
-        let mut cmd = self.airlock(&["jupyter", "gpu-node", "--no-browser"]);
+        let mut cmd = self.airlock(&["jupyter", "gpu-node"]);
+        match browser_path {
+            None => {
+                cmd.arg("--no-browser");
+            }
+            Some(dir) => {
+                let mut path = std::ffi::OsString::from(dir);
+                path.push(":");
+                path.push(std::env::var_os("PATH").unwrap_or_default());
+                cmd.env("PATH", path);
+            }
+        }
         cmd.args(args)
             .stdout(std::process::Stdio::piped())
             .process_group(0);

@@ -20,12 +20,31 @@ const ENV_DAEMON_CHILD: &str = "AIRLOCK_AGENT_DAEMON_CHILD";
 /// `SSH_AUTH_SOCK` and `SSH_AGENT_PID`: use `eval "$(airlock agent)"`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  eval \"$(airlock agent)\"\n  airlock agent -D -a /tmp/agent.sock\n  airlock agent -- ssh-add -l"
+    after_help = "Without -a, each agent gets a socket of its own: $AIRLOCK_AGENT_SOCK when set, else \
+$XDG_RUNTIME_DIR/airlock/agent.sock when no agent listens there, else a new name beside it \
+(agent.XXXXXXXX.sock); with no runtime directory, a fresh private directory in $TMPDIR or \
+/tmp, as ssh-agent does.\n\nExamples:\n  eval \"$(airlock agent)\"\n  airlock agent -D -a /tmp/agent.sock\n  airlock agent ssh-add -l"
 )]
 pub struct Args {
-    /// Bind the agent to this socket path (default: $XDG_RUNTIME_DIR/airlock/agent.sock).
+    /// Bind the agent to this socket path (default: see below).
     #[arg(short = 'a', value_name = "SOCKET")]
     pub socket: Option<PathBuf>,
+    /// Accepted for ssh-agent compatibility (the PKCS#11/FIDO provider allowlist): airlock
+    /// never loads provider code, so there is nothing to allow.
+    #[arg(short = 'P', value_name = "ALLOWLIST")]
+    pub provider_allowlist: Option<String>,
+    /// Accepted for ssh-agent compatibility (-O option); ignored.
+    #[arg(short = 'O', value_name = "OPTION")]
+    pub ssh_agent_option: Vec<String>,
+    /// Answer confirmations with `airlock approve` from a terminal, for machines without an
+    /// askpass program or display. Any process of yours can then answer: see SECURITY.md.
+    /// When askpass is usable it alone decides all the same.
+    #[arg(long)]
+    pub approve_in_terminal: bool,
+    /// The socket's directory was made for this agent alone: remove it at exit (set by the
+    /// detaching parent).
+    #[arg(long, hide = true)]
+    pub owned_dir: bool,
     /// Stay in the foreground.
     #[arg(short = 'D')]
     pub foreground: bool,
@@ -47,8 +66,9 @@ pub struct Args {
     /// Policy and audit log.
     #[command(flatten)]
     pub policy: super::policy_setup::PolicyArgs,
-    /// Run this command with the agent and exit when it exits.
-    #[arg(last = true, value_name = "COMMAND")]
+    /// Run this command with the agent and exit when it exits (as `ssh-agent COMMAND`; `--`
+    /// before it is optional).
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
@@ -96,24 +116,49 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.kill {
         return kill(csh);
     }
-    let socket = args.socket.clone().unwrap_or_else(paths::agent_socket);
-    let socket = absolute(&socket)?;
-    let is_child = is_detached_child();
-
-    if !args.foreground && !args.debug && args.command.is_empty() && !is_child {
-        // The detached agent logs nowhere a user sees: say it here, once.
-        args.policy.notice_if_unrestricted();
-        return daemonise(&args, &socket, csh);
+    if args.provider_allowlist.is_some() {
+        tracing::info!("-P: accepted; airlock loads no PKCS#11 or FIDO provider code");
     }
+    let is_child = is_detached_child();
+    let detach = !args.foreground && !args.debug && args.command.is_empty() && !is_child;
+    // Check the policy before anything is bound or detached: a named file that is missing
+    // is an error, not "no policy".
+    args.policy.check_named_file()?;
 
     harden();
-    let (listener, created_dir) = match systemd_listener() {
-        Some(l) => (l, None),
-        None => bind(&socket, args.socket.is_none())?,
+    let (listener, socket, created_dir) = match (systemd_listener(), &args.socket) {
+        (Some(l), _) => {
+            let socket = args.socket.clone().unwrap_or_else(paths::agent_socket);
+            (l, absolute(&socket)?, None)
+        }
+        (None, Some(named)) => {
+            let socket = absolute(named)?;
+            let (l, _) = bind(&socket, false)?;
+            let owned = args
+                .owned_dir
+                .then(|| socket.parent().map(Path::to_path_buf))
+                .flatten();
+            (l, socket, owned)
+        }
+        (None, None) => bind_own_socket()?,
     };
+
+    if detach {
+        // The detached agent logs nowhere a user sees: say it here, once.
+        args.policy.notice_if_unrestricted();
+        // The child binds again on the same path: hand it over.
+        drop(listener);
+        let _ = std::fs::remove_file(&socket);
+        return daemonise(&args, &socket, created_dir.as_deref(), csh);
+    }
+
+    let wipe_signal = wipe_signal();
+    let mut gate = args.policy.gate()?;
+    gate.approve_in_terminal = args.approve_in_terminal;
     let options = AgentOptions {
         default_lifetime: args.lifetime,
-        gate: args.policy.gate()?,
+        gate,
+        wipe_signal,
     };
     let pid = std::process::id();
 
@@ -130,7 +175,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let code = runtime.block_on(async {
-        let control = serve_control(&socket, options.gate.approvals.clone());
+        let control = if options.gate.approve_in_terminal {
+            Some(serve_control(&socket, options.gate.approvals.clone())?)
+        } else {
+            None
+        };
         let code = serve(listener, options, &socket, &args.command).await;
         if let Some(c) = control {
             c.abort();
@@ -142,27 +191,145 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Bind the control socket `airlock approve` talks to, beside `socket`, and serve it in the
-/// background (call inside the runtime; [`cleanup`] removes it). Without it the agent still
-/// works; confirmations can then only be answered through askpass.
+/// background (call inside the runtime; [`cleanup`] removes it). Only in a directory private to
+/// the user (owned by them, 0700), and never over a name someone else holds: an error
+/// otherwise, since the user asked for terminal approval.
 pub(crate) fn serve_control(
     socket: &Path,
     approvals: airlock_agent::approval::Approvals,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let bound = bind(&airlock_agent::approval::control_socket(socket), false).and_then(|(l, _)| {
-        l.set_nonblocking(true)?;
-        Ok(tokio::net::UnixListener::from_std(l)?)
-    });
-    match bound {
-        Ok(listener) => Some(tokio::spawn(airlock_agent::approval::serve_control(
-            listener,
-            approvals,
-            std::future::pending(),
-        ))),
-        Err(e) => {
-            tracing::warn!("`airlock approve` will not reach this agent: {e:#}");
-            None
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let control = airlock_agent::approval::control_socket(socket);
+    check_private_dir(control.parent().context("socket path has no directory")?)
+        .context("--approve-in-terminal needs the agent socket in a private directory")?;
+    if let Ok(meta) = std::fs::symlink_metadata(&control) {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let ours = meta.uid() == nix::unistd::getuid().as_raw();
+        if !meta.file_type().is_socket() || !ours {
+            bail!(
+                "{} exists and is not a socket of yours: refusing to serve confirmations there",
+                control.display()
+            );
         }
     }
+    let (listener, _) = bind(&control, false)?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    tracing::info!(
+        "confirmations without askpass are answered with `airlock approve` ({})",
+        control.display()
+    );
+    Ok(tokio::spawn(airlock_agent::approval::serve_control(
+        listener,
+        approvals,
+        std::future::pending(),
+    )))
+}
+
+/// `dir` is owned by us and nobody else can enter or write it.
+fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let me = nix::unistd::getuid().as_raw();
+    if meta.uid() != me {
+        bail!(
+            "{} is owned by uid {}, not by you",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o077 != 0 {
+        bail!(
+            "{} is open to others (mode {:o}); it must be 0700",
+            dir.display(),
+            meta.mode() & 0o777
+        );
+    }
+    Ok(())
+}
+
+/// Bind the agent's own socket when no `-a` was given: `$AIRLOCK_AGENT_SOCK` (an agent
+/// listening there already is an error), else `$XDG_RUNTIME_DIR/airlock/agent.sock` when no
+/// agent listens there, else a new name beside it; with no runtime directory, a fresh private
+/// directory in $TMPDIR or /tmp, as ssh-agent does. Returns the directory to remove at exit, if any.
+fn bind_own_socket() -> anyhow::Result<(StdListener, PathBuf, Option<PathBuf>)> {
+    if let Some(shared) = std::env::var_os(paths::ENV_AGENT_SOCK).filter(|s| !s.is_empty()) {
+        let socket = absolute(Path::new(&shared))?;
+        let (l, _) = bind(&socket, false)?;
+        return Ok((l, socket, None));
+    }
+    if let Some(runtime) = paths::runtime_dir() {
+        let dir = runtime.join("airlock");
+        let created = private_dir(&dir)?;
+        let usual = dir.join("agent.sock");
+        if let Ok((l, _)) = bind(&usual, false) {
+            return Ok((l, usual, created));
+        }
+        let socket = dir.join(format!("agent.{}.sock", random_name()));
+        let (l, _) = bind(&socket, false)?;
+        return Ok((l, socket, created));
+    }
+    // `$TMPDIR` when it names a directory, else /tmp, as ssh-agent.
+    let tmp = std::env::temp_dir();
+    let tmp = if tmp.is_absolute() && tmp.is_dir() {
+        tmp
+    } else {
+        PathBuf::from("/tmp")
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("airlock-")
+        .tempdir_in(&tmp)
+        .with_context(|| format!("cannot create a private directory in {}", tmp.display()))?
+        .keep();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let socket = dir.join(format!("agent.{}", std::process::id()));
+    let (l, _) = bind(&socket, false)?;
+    Ok((l, socket, Some(dir)))
+}
+
+fn random_name() -> String {
+    use rand::Rng;
+    use rand::distributions::Alphanumeric;
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(8)
+        .map(char::from)
+        .collect()
+}
+
+/// SIGUSR1 ("remove every key"), read from a signalfd: blocked in every thread (spawned
+/// programs get a clean mask from the standard library), so it stays pending until the agent
+/// consumes it, which it does before answering each request.
+#[cfg(target_os = "linux")]
+fn wipe_signal() -> Option<Arc<dyn Fn() -> bool + Send + Sync>> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGUSR1);
+    if let Err(e) = mask.thread_block() {
+        tracing::warn!("cannot block SIGUSR1: {e}");
+        return None;
+    }
+    let fd = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+        Ok(fd) => std::sync::Mutex::new(fd),
+        Err(e) => {
+            tracing::warn!("cannot watch SIGUSR1: {e}");
+            let _ = mask.thread_unblock();
+            return None;
+        }
+    };
+    Some(Arc::new(move || {
+        let fd = fd.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut got = false;
+        while let Ok(Some(_)) = fd.read_signal() {
+            got = true;
+        }
+        got
+    }))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn wipe_signal() -> Option<Arc<dyn Fn() -> bool + Send + Sync>> {
+    None
 }
 
 async fn serve(
@@ -182,6 +349,7 @@ async fn serve(
             let _ = stop_rx.await;
         },
     ));
+    #[cfg(not(target_os = "linux"))]
     tokio::spawn(drop_keys_on_usr1(Arc::clone(&agent)));
 
     let code = if let Some((program, rest)) = command.split_first() {
@@ -226,6 +394,7 @@ pub(crate) async fn terminated() {
     }
 }
 
+#[cfg(not(target_os = "linux"))]
 async fn drop_keys_on_usr1(agent: Arc<Agent>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
@@ -379,14 +548,20 @@ pub(crate) fn env_lines(socket: &Path, pid: u32, csh: bool) -> String {
 
 /// Start a detached copy of ourselves in the foreground mode, wait until it listens, print the
 /// shell commands and return.
-fn daemonise(args: &Args, socket: &Path, csh: bool) -> anyhow::Result<ExitCode> {
-    if args.socket.is_none()
-        && let Some(dir) = socket.parent()
-    {
-        private_dir(dir)?;
-    }
+fn daemonise(
+    args: &Args,
+    socket: &Path,
+    owned_dir: Option<&Path>,
+    csh: bool,
+) -> anyhow::Result<ExitCode> {
     let mut child_args: Vec<std::ffi::OsString> =
         vec!["agent".into(), "-D".into(), "-a".into(), socket.into()];
+    if owned_dir.is_some() {
+        child_args.push("--owned-dir".into());
+    }
+    if args.approve_in_terminal {
+        child_args.push("--approve-in-terminal".into());
+    }
     if let Some(t) = args.lifetime {
         child_args.push("-t".into());
         child_args.push(t.as_secs().to_string().into());

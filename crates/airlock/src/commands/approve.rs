@@ -125,7 +125,8 @@ fn describe(p: &PendingRequest) -> String {
     );
     for line in p.prompt.lines() {
         out.push_str("  ");
-        out.push_str(line);
+        // The agent escapes what clients send; a control socket may still say anything.
+        out.push_str(&airlock_protocol::text::printable(line, 1024));
         out.push('\n');
     }
     out
@@ -179,6 +180,19 @@ impl ControlClient {
                 path.display()
             )
         })?;
+        // Trust what the socket says only if our own user (or root) serves it: anyone who
+        // can write the directory could have planted one there.
+        let served_by =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                .map(|c| c.uid())
+                .with_context(|| format!("cannot tell who serves {}", path.display()))?;
+        let me = nix::unistd::getuid().as_raw();
+        if served_by != me && served_by != 0 {
+            bail!(
+                "refusing {}: it is served by uid {served_by}, not by you (uid {me}) or root",
+                path.display()
+            );
+        }
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         Ok(Self {
             path: path.to_path_buf(),

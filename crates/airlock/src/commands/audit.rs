@@ -178,7 +178,12 @@ fn show(out: &mut impl Write, line: &str, filter: &Filter, json: bool) -> anyhow
     Ok(0)
 }
 
+/// One table row. Every field is made printable here too: a log written by an older airlock,
+/// or edited by hand, may hold anything.
 fn row(time: &str, op: &str, key: &str, chain: &str, decision: &str, reason: &str) -> String {
+    use airlock_protocol::text::printable;
+    let [time, op, key, chain, decision, reason] =
+        [time, op, key, chain, decision, reason].map(|f| printable(f, 1024));
     format!("{time:<21} {op:<18} {key:<20} {chain:<32} {decision:<13} {reason}")
 }
 

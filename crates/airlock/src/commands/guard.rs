@@ -35,6 +35,10 @@ pub struct Args {
     /// Print C shell commands.
     #[arg(short = 'c')]
     pub csh: bool,
+    /// Answer confirmations with `airlock approve` from a terminal, for machines without an
+    /// askpass program or display (see `airlock agent --help`).
+    #[arg(long)]
+    pub approve_in_terminal: bool,
     /// Policy and audit log.
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -79,12 +83,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             upstream.into(),
         ];
         child.extend(args.policy.to_args());
+        if args.approve_in_terminal {
+            child.push("--approve-in-terminal".into());
+        }
+        args.policy.check_named_file()?;
         args.policy.notice_if_unrestricted();
         return start_detached(&child, &socket, csh);
     }
     harden();
     let (listener, created) = bind(&socket, default_socket)?;
-    let gate = args.policy.gate()?;
+    let mut gate = args.policy.gate()?;
+    gate.approve_in_terminal = args.approve_in_terminal;
     if is_detached_child() {
         report_ready();
     } else {
@@ -97,7 +106,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::UnixListener::from_std(listener)?;
-        let control = serve_control(&socket, gate.approvals.clone());
+        let control = if gate.approve_in_terminal {
+            Some(serve_control(&socket, gate.approvals.clone())?)
+        } else {
+            None
+        };
         let guard = Arc::new(Guard { upstream, gate });
         airlock_agent::guard::serve(listener, Arc::clone(&guard), terminated()).await;
         guard.gate.flush_audit();

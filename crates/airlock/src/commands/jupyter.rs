@@ -315,9 +315,11 @@ fn laptop(args: &Args, host: &HostArgs) -> anyhow::Result<ExitCode> {
         id = started.id,
         h = host.host
     );
-    if !args.no_browser {
-        open_browser(&url);
-    }
+    let _page = if args.no_browser {
+        None
+    } else {
+        open_browser(&url)
+    };
     let closed = loop {
         if let Some(status) = tunnel.try_wait()? {
             break Closed::Exited(status);
@@ -387,19 +389,61 @@ fn close_tunnel(tunnel: &mut std::process::Child) {
     let _ = tunnel.wait();
 }
 
-fn open_browser(url: &str) {
+/// Open the browser on `url` without putting the token on any command line (where another user
+/// of this machine reads it with `ps`): as Jupyter does, write a redirect page, 0600 in a 0700
+/// directory of ours, and open that file. The page is removed when the tunnel closes.
+fn open_browser(url: &str) -> Option<RedirectPage> {
+    let page = match RedirectPage::write(url) {
+        Ok(page) => page,
+        Err(e) => {
+            eprintln!(
+                "airlock: cannot write the page that opens the browser ({e:#}): open the URL above"
+            );
+            return None;
+        }
+    };
+    let file_url = format!("file://{}", page.path.display());
     for opener in ["xdg-open", "open"] {
         let spawned = Command::new(opener)
-            .arg(url)
+            .arg(&file_url)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
         if spawned.is_ok() {
-            return;
+            return Some(page);
         }
     }
     eprintln!("airlock: no xdg-open or open here: open the URL above in a browser");
+    None
+}
+
+/// The redirect page [`open_browser`] opens; removed with its directory on drop.
+struct RedirectPage {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl RedirectPage {
+    fn write(url: &str) -> anyhow::Result<Self> {
+        let base = paths::runtime_dir().unwrap_or_else(std::env::temp_dir);
+        // tempfile makes the directory 0700 and the file 0600, from creation.
+        let dir = tempfile::Builder::new()
+            .prefix("airlock-jupyter-")
+            .tempdir_in(&base)
+            .with_context(|| format!("cannot create a private directory in {}", base.display()))?;
+        let path = dir.path().join("open.html");
+        let mut file = tempfile::NamedTempFile::new_in(dir.path())?;
+        write!(
+            file,
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\n\
+             <meta http-equiv=\"refresh\" content=\"0;url={url}\">\n</head>\n\
+             <body><p>Opening <a href=\"{url}\">Jupyter Lab</a>...</p>\n\
+             <script>window.location.replace(\"{url}\");</script></body></html>\n"
+        )?;
+        file.persist(&path).map_err(|e| e.error)?;
+        Ok(Self { _dir: dir, path })
+    }
 }
 
 // ------------------------------------------------------------------------------ server side
@@ -516,6 +560,10 @@ fn serve(server: &ServerArgs, runtime: &Path) -> anyhow::Result<ExitCode> {
     let log = runtime.join(format!("jupyter-{id}.log"));
     let state_file = runtime.join(format!("jupyter-{id}.json"));
     let token = hex(&rand::random::<[u8; 24]>());
+    let mut guard = StartGuard {
+        socket: socket.clone(),
+        started: false,
+    };
     write_private(&token_file, token.as_bytes())?;
     let dir = server.dir.as_deref().map_or_else(paths::home, expand_home);
     // Jupyter's own runtime files (cookie secret, kernel connection files with their keys) in
@@ -610,6 +658,7 @@ fn serve(server: &ServerArgs, runtime: &Path) -> anyhow::Result<ExitCode> {
         token_file,
         pid: state.pid,
     })?;
+    guard.started = true;
     println!("{line}");
     Ok(ExitCode::SUCCESS)
 }
@@ -729,11 +778,35 @@ fn info(runtime: &Path, id: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn remove_files(state: &ServerState) {
-    let json = state.socket.with_extension("json");
-    for f in [&state.socket, &state.token_file, &state.log, &json] {
+    for f in [&state.token_file, &state.log] {
         let _ = std::fs::remove_file(f);
     }
-    let _ = std::fs::remove_dir_all(state.socket.with_extension("d"));
+    remove_files_of(&state.socket);
+}
+
+/// The files of the server whose socket is `socket`: the socket, `.token`, `.log`, `.json`
+/// and Jupyter's own runtime directory `.d`.
+fn remove_files_of(socket: &Path) {
+    for ext in ["token", "log", "json"] {
+        let _ = std::fs::remove_file(socket.with_extension(ext));
+    }
+    let _ = std::fs::remove_file(socket);
+    let _ = std::fs::remove_dir_all(socket.with_extension("d"));
+}
+
+/// Removes the files of a server that is being started, unless it started: whatever step
+/// fails, a failed `jupyter serve` leaves no token, log or directory behind.
+struct StartGuard {
+    socket: PathBuf,
+    started: bool,
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if !self.started {
+            remove_files_of(&self.socket);
+        }
+    }
 }
 
 fn stop(runtime: &Path, id: Option<&str>) -> ExitCode {

@@ -50,6 +50,21 @@ impl PolicyArgs {
             .unwrap_or_else(|| paths::config_dir().join("policy.toml"))
     }
 
+    /// A policy file named with `--policy` (or `AIRLOCK_POLICY`) must exist: a typo must not
+    /// silently mean "no policy". Only the default location may be absent.
+    pub fn check_named_file(&self) -> anyhow::Result<()> {
+        if let Some(named) = &self.policy
+            && !named.exists()
+        {
+            anyhow::bail!(
+                "the policy file {} does not exist (named with --policy or AIRLOCK_POLICY); \
+                 create it with `airlock policy init`, or leave the flag out to run without a policy",
+                named.display()
+            );
+        }
+        Ok(())
+    }
+
     /// Say once, on stderr, when there is no policy and forwarding is therefore unrestricted.
     pub fn notice_if_unrestricted(&self) {
         let file = self.policy_file();
@@ -61,6 +76,7 @@ impl PolicyArgs {
     /// The gate: askpass from the environment, the policy (re-read when it changes) and the
     /// audit log.
     pub fn gate(&self) -> anyhow::Result<Gate> {
+        self.check_named_file()?;
         let sources =
             PolicySources::for_user(&paths::home(), self.policy_file(), paths::keys_dir());
         let policy = PolicyHandle::load(sources).context("cannot load the policy")?;

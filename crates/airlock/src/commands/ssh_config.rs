@@ -121,10 +121,18 @@ fn home_ssh_config() -> anyhow::Result<PathBuf> {
 
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let context = airlock_ssh_config::LocalContext::current()?;
+    let named = a.file.is_some();
     let config = match a.file {
         Some(f) => f,
         None => home_ssh_config()?,
     };
+    if !named && !config.exists() {
+        println!(
+            "No ssh config at {}: nothing to check (ssh uses its defaults).",
+            config.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let policy = a.policy.or_else(|| {
         std::env::var_os(crate::paths::ENV_POLICY)
             .map(PathBuf::from)
