@@ -10,39 +10,15 @@
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use airlock_agent::client::Client;
-use airlock_protocol::{Extension, Request, Response, SessionBind};
+use airlock_protocol::{Extension, Request, Response};
 use airlock_test_support::{AirlockAgent, Chain, Home, KeyPair, KeyType, Sshd, generate_key};
 
-const EXE: &str = env!("CARGO_BIN_EXE_airlock");
+mod common;
 
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        !out.status.success(),
-        "{cmd:?} unexpectedly succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{EXE, bind, eventually, fails, ok, run, write_script};
 
 fn ssh_add(home: &Home, agent: &AirlockAgent) -> Command {
     home.command_with_agent("ssh-add", agent.socket())
@@ -59,14 +35,6 @@ fn node_config(home: &Home, sshd: &Sshd) -> PathBuf {
         airlock_test_support::client_defaults(&kh)
     ))
     .unwrap()
-}
-
-fn write_script(home: &Home, name: &str, body: &str) -> PathBuf {
-    let path = home
-        .write_file(name, format!("#!/bin/sh\n{body}\n"))
-        .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-    path
 }
 
 #[test]
@@ -383,31 +351,11 @@ fn destination_constraints_across_two_hops_with_git() {
     assert!(listed.contains(&k.fingerprint().unwrap()), "{listed}");
 }
 
-fn host_key() -> ssh_key::PrivateKey {
-    ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519).unwrap()
-}
-
-fn bind(host: &ssh_key::PrivateKey, sid: &[u8], fwd: bool) -> Request {
-    use signature::Signer;
-    use ssh_encoding::Encode;
-    let sig: ssh_key::Signature = host.try_sign(sid).unwrap();
-    let mut sig_blob = Vec::new();
-    sig.encode(&mut sig_blob).unwrap();
-    let mut key_blob = Vec::new();
-    host.public_key().key_data().encode(&mut key_blob).unwrap();
-    Request::Extension(Extension::SessionBind(SessionBind {
-        host_key: key_blob,
-        session_id: sid.to_vec(),
-        signature: sig_blob,
-        is_forwarding: fwd,
-    }))
-}
-
 #[test]
 fn session_binds_are_limited_as_openssh_limits_them() {
     let home = Home::new().unwrap();
     let agent = AirlockAgent::start(&home, EXE).unwrap();
-    let host = host_key();
+    let host = common::new_key();
     // 16 forwarding binds are accepted, the 17th refused.
     let mut c = Client::connect(agent.socket()).unwrap();
     for i in 0..16u8 {
@@ -427,7 +375,8 @@ fn session_binds_are_limited_as_openssh_limits_them() {
         Response::Success
     );
     assert_eq!(
-        c.request(&bind(&host_key(), &[3; 32], true)).unwrap(),
+        c.request(&bind(&common::new_key(), &[3; 32], true))
+            .unwrap(),
         Response::Failure
     );
 
@@ -487,7 +436,7 @@ fn failed_bind_hides_constrained_keys_and_unbound_connections_cannot_sign_with_t
     assert!(c.sign(&blob, b"data", 0).is_err());
 
     // After a failed bind: not even listed.
-    let host = host_key();
+    let host = common::new_key();
     let Request::Extension(Extension::SessionBind(mut b)) = bind(&host, &[5; 32], false) else {
         unreachable!()
     };
@@ -736,18 +685,6 @@ fn certificates_are_added_offered_and_sign() {
         log.contains("ED25519-CERT") || log.contains("cert"),
         "server accepted the certificate"
     );
-}
-
-/// Poll `f` until it returns true (generous deadline; never an assertion on speed).
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
-    while !f() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 /// `kill -USR1` removes every key, as it does for OpenSSH's agent.

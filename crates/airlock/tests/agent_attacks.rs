@@ -13,73 +13,24 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use airlock_agent::client::Client;
-use airlock_protocol::{Extension, Request, Response, SessionBind};
+use airlock_protocol::{Request, Response};
 use airlock_test_support::{AirlockAgent, Chain, Home, KeyType, generate_key};
 use zeroize::Zeroizing;
 
-const EXE: &str = env!("CARGO_BIN_EXE_airlock");
+mod common;
 
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_mins(1);
-    while !f() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn new_key() -> ssh_key::PrivateKey {
-    ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519).unwrap()
-}
-
-fn blob(key: &ssh_key::PrivateKey) -> Vec<u8> {
-    use ssh_encoding::Encode;
-    let mut out = Vec::new();
-    key.public_key().key_data().encode(&mut out).unwrap();
-    out
-}
+use common::{EXE, bind, blob, eventually, new_key, ok, run, write_script};
 
 fn fingerprint(key: &ssh_key::PrivateKey) -> String {
     key.public_key()
         .fingerprint(ssh_key::HashAlg::Sha256)
         .to_string()
-}
-
-/// A session bind to `host` that the client signs itself, as any process on a server holding
-/// the forwarded socket can.
-fn bind(host: &ssh_key::PrivateKey, sid: &[u8], forwarding: bool) -> Request {
-    use signature::Signer;
-    use ssh_encoding::Encode;
-    let sig: ssh_key::Signature = host.try_sign(sid).unwrap();
-    let mut sig_blob = Vec::new();
-    sig.encode(&mut sig_blob).unwrap();
-    Request::Extension(Extension::SessionBind(SessionBind {
-        host_key: blob(host),
-        session_id: sid.to_vec(),
-        signature: sig_blob,
-        is_forwarding: forwarding,
-    }))
 }
 
 /// The data `ssh-keygen -Y sign -n NAMESPACE` asks the agent to sign.
@@ -118,14 +69,6 @@ fn write_policy(home: &Home, fp: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let (head, tail) = deny_forwarding_policy(fp, 0);
     std::fs::write(&path, format!("{head}{tail}")).unwrap();
-}
-
-fn write_script(home: &Home, name: &str, body: &str) -> PathBuf {
-    let path = home
-        .write_file(name, format!("#!/bin/sh\n{body}\n"))
-        .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-    path
 }
 
 /// Item 1: a policy file saved by vim (rename away, write anew), truncated and rewritten, and

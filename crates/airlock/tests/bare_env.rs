@@ -16,13 +16,10 @@ use std::process::{Command, Output, Stdio};
 
 use airlock_test_support::{AirlockAgent, Home};
 
-const EXE: &str = env!("CARGO_BIN_EXE_airlock");
-const USER: &str = "airlock-bare";
+mod common;
 
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
+use common::{EXE, run};
+const USER: &str = "airlock-bare";
 
 /// The unprivileged user the test runs airlock as, created once, and its home.
 fn test_user() -> PathBuf {
