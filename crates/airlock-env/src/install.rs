@@ -60,12 +60,12 @@ struct CachePlan {
 /// Finds each record's cache entry in the layers (in rattler's order) and, for `Verify::Stamp`,
 /// checks it (see [`crate::verify`]). A corrupt entry is removed from the writable cache, or
 /// excluded from a read-only layer, so that rattler fetches the package again.
-fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> CachePlan {
+fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> Result<CachePlan> {
     let layers: Vec<&PathBuf> = std::iter::once(&settings.pkgs_dir)
         .chain(settings.pkgs_layers.iter())
         .collect();
     let stamp = settings.verify == Verify::Stamp;
-    let check_one = |record: &RepoDataRecord| -> (Option<PathBuf>, Vec<usize>) {
+    let check_one = |record: &RepoDataRecord| -> Result<(Option<PathBuf>, Vec<usize>)> {
         let name = crate::verify::entry_name(record);
         let mut excluded = Vec::new();
         for (index, layer) in layers.iter().enumerate() {
@@ -73,12 +73,17 @@ fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> CachePlan {
             if !entry.is_dir() {
                 continue;
             }
+            // The paths the entry lists are checked before any check below (ours or
+            // rattler's) stats or hashes a file by them.
+            let listed =
+                crate::package_paths::read_listed(&record.identifier.to_string(), &entry, None)?;
+            crate::package_paths::check_entry(&listed)?;
             if !stamp {
-                return (Some(entry), excluded);
+                return Ok((Some(entry), excluded));
             }
             match crate::verify::check_entry(&settings.pkgs_dir, &entry, record) {
                 crate::verify::Check::Stamped | crate::verify::Check::Verified => {
-                    return (Some(entry), excluded);
+                    return Ok((Some(entry), excluded));
                 }
                 crate::verify::Check::Corrupt(reason) => {
                     tracing::warn!(
@@ -97,7 +102,7 @@ fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> CachePlan {
                 }
             }
         }
-        (None, excluded)
+        Ok((None, excluded))
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
@@ -106,13 +111,20 @@ fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> CachePlan {
     let results: Vec<(Option<PathBuf>, Vec<usize>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = records
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|r| check_one(r)).collect::<Vec<_>>()))
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|r| check_one(r))
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+        let mut all = Vec::with_capacity(records.len());
+        for handle in handles {
+            all.extend(handle.join().unwrap_or_else(|_| Ok(Vec::new()))?);
+        }
+        Ok::<_, EnvError>(all)
+    })?;
     let mut plan = CachePlan::default();
     for (i, (record, (entry, excluded))) in records.iter().zip(results).enumerate() {
         match entry {
@@ -128,7 +140,7 @@ fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> CachePlan {
             }
         }
     }
-    plan
+    Ok(plan)
 }
 
 /// rattler hard-links from the cache only when the cache entry and the prefix are on the same
@@ -546,7 +558,7 @@ async fn install_into(
             check_cache(&settings, &refs)
         })
         .await
-        .map_err(|e| EnvError::io(prefix, std::io::Error::other(e)))?
+        .map_err(|e| EnvError::io(prefix, std::io::Error::other(e)))??
     };
     let mut caches: Vec<PathBuf> = plan
         .sources
@@ -600,6 +612,28 @@ async fn install_into(
         )
         .await?;
     } else {
+        // The packages the `Installer` will link (new, changed, and `noarch: python` ones
+        // relinked for a new Python), each checked before any is linked (`package_paths`).
+        let transaction = Transaction::from_current_and_desired(
+            installed.iter(),
+            records.iter(),
+            None,
+            None,
+            platform,
+        )
+        .map_err(|e| install_error(error_chain(&e)))?;
+        let linking: Vec<&RepoDataRecord> = transaction
+            .operations
+            .iter()
+            .filter_map(|op| op.record_to_install().copied())
+            .collect();
+        crate::link::check_before_installer(
+            &cache,
+            prefix,
+            &linking,
+            transaction.python_info.as_ref(),
+        )
+        .await?;
         let mut installer = Installer::new()
             .with_package_cache(cache)
             .with_target_platform(platform)

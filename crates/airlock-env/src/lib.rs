@@ -27,6 +27,7 @@ pub mod install;
 mod link;
 pub mod lock;
 pub mod ops;
+pub mod package_paths;
 pub mod pip;
 pub mod pypi;
 pub mod solve;

