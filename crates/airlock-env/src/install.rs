@@ -629,6 +629,7 @@ async fn install_into(
             .collect();
         crate::link::check_before_installer(
             &cache,
+            &settings.pkgs_dir,
             prefix,
             &linking,
             transaction.python_info.as_ref(),

@@ -153,6 +153,7 @@ pub(crate) async fn link_new_prefix(
             Some((record.identifier.to_string(), entry.path().to_path_buf()))
         })
         .collect();
+    restrict_modes(new.stamp_into.0, &listed)?;
     let checked = crate::package_paths::check_entries(
         prefix.path(),
         &listed,
@@ -286,6 +287,7 @@ fn requested_by_name(specs: &[MatchSpec]) -> Vec<(PackageName, String)> {
 /// cache. `python` is the Python of the environment after the update.
 pub(crate) async fn check_before_installer(
     cache: &PackageCache,
+    pkgs_dir: &Path,
     staging: &Path,
     records: &[&RepoDataRecord],
     python: Option<&rattler::install::PythonInfo>,
@@ -310,7 +312,22 @@ pub(crate) async fn check_before_installer(
     while let Some(result) = fetching.next().await {
         listed.push(result.map_err(install_error)?);
     }
+    restrict_modes(pkgs_dir, &listed)?;
     crate::package_paths::check_entries(staging, &listed, python)?;
+    Ok(())
+}
+
+/// [`crate::package_paths::restrict_modes`] for the entries in the user's own cache
+/// (`pkgs_dir`); another user's layer is not ours to change.
+fn restrict_modes(pkgs_dir: &Path, entries: &[(String, PathBuf)]) -> Result<()> {
+    for (package, entry) in entries {
+        if entry.starts_with(pkgs_dir) {
+            crate::package_paths::restrict_modes(entry).map_err(|e| EnvError::Install {
+                prefix: entry.clone(),
+                message: format!("{package}: restricting the modes of its cached files: {e}"),
+            })?;
+        }
+    }
     Ok(())
 }
 

@@ -298,6 +298,49 @@ pub(crate) fn check_entries(
     Ok(listed)
 }
 
+/// Issue 22, item 3: rattler extracts an archive with the modes it carries, and linking
+/// shares (hard link) or copies those modes, so a package's 0666 or 0777 file would be
+/// writable by every user, in the cache and in each environment. This takes the group and
+/// other write bits away (and whatever else the umask masks) from every file and directory of
+/// a cache entry in the user's own cache, before it is linked.
+pub(crate) fn restrict_modes(entry: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mask = umask() | 0o022;
+    let mut stack = vec![entry.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for item in std::fs::read_dir(&dir)? {
+            let item = item?;
+            let kind = item.file_type()?;
+            if kind.is_symlink() {
+                continue;
+            }
+            let path = item.path();
+            let mode = item.metadata()?.permissions().mode() & 0o7777;
+            if mode & mask != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !mask))?;
+            }
+            if kind.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// This process's umask (`/proc/self/status` on Linux, so that it is read without being
+/// changed; 022 where that cannot be read).
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
 fn non_empty_parent(path: &Path) -> Option<&Path> {
     path.parent().filter(|p| !p.as_os_str().is_empty())
 }

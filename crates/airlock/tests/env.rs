@@ -2115,3 +2115,118 @@ fn issue_22_an_update_never_writes_through_a_symbolic_link_in_the_environment() 
     assert!(tree_bytes(&s.prefix("e")) == tree);
     assert!(leftovers(&s.envs_dir()).is_empty());
 }
+
+/// Rewrites the modes of files in a package archive (rattler's archive writer keeps only 0644
+/// and 0755): `modes` maps a path in the package to its mode. Python's `tarfile` and `zipfile`
+/// with the `zstd` tool; returns how many entries were changed.
+fn set_archive_modes(archive: &Path, modes: &[(&str, u32)]) -> usize {
+    const SCRIPT: &str = r#"
+import bz2, io, subprocess, sys, tarfile, zipfile
+path = sys.argv[1]
+modes = {k: int(v, 8) for k, v in (a.split("=") for a in sys.argv[2:])}
+changed = 0
+def fix(data):
+    global changed
+    src = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+    out = io.BytesIO()
+    dst = tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT)
+    for m in src.getmembers():
+        f = src.extractfile(m) if m.isfile() else None
+        name = m.name[2:] if m.name.startswith("./") else m.name
+        if name in modes:
+            m.mode = modes[name]
+            changed += 1
+        dst.addfile(m, f)
+    dst.close()
+    return out.getvalue()
+if path.endswith(".tar.bz2"):
+    with open(path, "rb") as f:
+        data = bz2.decompress(f.read())
+    with open(path, "wb") as f:
+        f.write(bz2.compress(fix(data)))
+else:
+    with zipfile.ZipFile(path) as z:
+        items = [(i, z.read(i.filename)) for i in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in items:
+            if info.filename.startswith("pkg-") and info.filename.endswith(".tar.zst"):
+                run = lambda args, data: subprocess.run(args, input=data, capture_output=True, check=True).stdout
+                data = run(["zstd", "-q", "-c"], fix(run(["zstd", "-d", "-q", "-c"], data)))
+            z.writestr(info, data)
+print(changed)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(archive)
+        .args(modes.iter().map(|(p, m)| format!("{p}={m:o}")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Issue 22, item 3: a package's 0777 and 0666 files lose group and other write, in the
+/// user's cache and in the environment (new environment and update; linked and
+/// prefix-replaced; both archive formats).
+#[test]
+fn issue_22_modes_follow_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut problems = Vec::new();
+    for format in [
+        testchannel::ArchiveFormat::Conda,
+        testchannel::ArchiveFormat::TarBz2,
+    ] {
+        let s = Sandbox::new();
+        let channel = s.path("wide-channel");
+        let wide = PackageBuild::new("wide", "1.0")
+            .format(format)
+            .file(PackageFile::data("bin/wide-tool", "#!/bin/sh\n"))
+            .file(PackageFile::data("share/wide/data", "data\n"))
+            .file(
+                PackageFile::data(
+                    "share/wide/prefixed",
+                    format!("{}\n", testchannel::PREFIX_PLACEHOLDER),
+                )
+                .with_prefix(),
+            );
+        let archive = wide.write_into(&channel).unwrap();
+        let modes = [
+            ("bin/wide-tool", 0o777),
+            ("share/wide/data", 0o666),
+            ("share/wide/prefixed", 0o666),
+        ];
+        assert_eq!(set_archive_modes(&archive, &modes), 3);
+        // Indexes the rewritten archive (its new sha256) with the benign package.
+        testchannel::build_channel(&channel, &[PackageBuild::new("benign", "1.0")]).unwrap();
+        let url = url::Url::from_directory_path(&channel).unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        s.ok(&["env", "create", "-n", "w", "-c", url.as_str(), "wide"]);
+        s.ok(&["env", "create", "-n", "u", "-c", url.as_str(), "benign"]);
+        s.ok(&["env", "update", "-n", "u", "-c", url.as_str(), "wide"]);
+        let entry = cache_entry(&s, "wide-1.0-0");
+        for (file, _) in modes {
+            for path in [
+                entry.join(file),
+                s.prefix("w").join(file),
+                s.prefix("u").join(file),
+            ] {
+                let m = mode(&path);
+                if m & 0o022 != 0 {
+                    problems.push(format!("{format:?}: {} is {m:o}", path.display()));
+                }
+            }
+        }
+        let tool = mode(&s.prefix("w").join("bin/wide-tool"));
+        if tool & 0o700 != 0o700 {
+            problems.push(format!(
+                "{format:?}: the tool lost its owner bits: {tool:o}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
