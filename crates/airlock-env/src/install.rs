@@ -282,11 +282,27 @@ pub fn clean_stale_staging(parent: &Path) {
     names.sort();
     for name in &names {
         let path = parent.join(name);
-        if let Some((_, owner)) = name.rsplit_once(STAGING_MARKER) {
-            if owner_gone(owner) {
-                tracing::info!("removing stale staging directory {}", path.display());
-                remove_or_warn(&path);
+        if let Some((env, owner)) = name.rsplit_once(STAGING_MARKER) {
+            if !owner_gone(owner) {
+                continue;
             }
+            // An environment set aside by a swap that was killed before the new one was in
+            // place (see `swap_into_place`): put it back.
+            let target = env.strip_prefix('.').map(|env| parent.join(env));
+            if owner.starts_with("old-")
+                && let Some(target) = target.filter(|t| !t.exists())
+            {
+                tracing::warn!(
+                    "{}: an update was interrupted while it swapped the environment; putting the old one back",
+                    target.display()
+                );
+                if let Err(e) = fs_err::rename(&path, &target) {
+                    tracing::warn!("could not put back {}: {e}", target.display());
+                }
+                continue;
+            }
+            tracing::info!("removing stale staging directory {}", path.display());
+            remove_or_warn(&path);
         } else if let Some((env, owner)) = name
             .strip_prefix('.')
             .and_then(|n| n.rsplit_once(BACKUP_MARKER))
@@ -420,18 +436,75 @@ pub async fn create(
         return Err(e);
     }
     if target.exists() {
-        let old = parent.join(format!(
-            ".{}{STAGING_MARKER}old-{}",
-            target.file_name().unwrap_or_default().to_string_lossy(),
-            owner_tag()
-        ));
-        fs_err::rename(target, &old)?;
-        fs_err::rename(&staging, target)?;
-        fs_err::remove_dir_all(&old)?;
+        swap_into_place(&staging, target)?;
     } else {
         fs_err::rename(&staging, target)?;
     }
     Ok(())
+}
+
+/// Puts the complete environment `staging` in the place of the existing `target`, so that
+/// at every moment (a kill included) one of the two is there. On Linux the two directories
+/// are exchanged in one step (`renameat2(RENAME_EXCHANGE)`) and the old one, now under the
+/// staging name, is removed (after a kill, the next run's [`clean_stale_staging`] removes
+/// it). Where the filesystem cannot exchange (`EINVAL` on some network filesystems, other
+/// systems), `target` is first renamed aside under an `old-` name: a kill between the two
+/// renames leaves that, and the next run puts it back.
+fn swap_into_place(staging: &Path, target: &Path) -> Result<()> {
+    let kill_at = std::env::var(TEST_KILL_AT).unwrap_or_default();
+    if kill_at != "rename" && exchange(staging, target).map_err(|e| EnvError::io(target, e))? {
+        test_kill_point(&kill_at, "exchange");
+        remove_or_warn(staging);
+        return Ok(());
+    }
+    let old = old_dir(target);
+    fs_err::rename(target, &old)?;
+    test_kill_point(&kill_at, "rename");
+    if let Err(e) = fs_err::rename(staging, target) {
+        let _ = fs_err::rename(&old, target);
+        return Err(e.into());
+    }
+    remove_or_warn(&old);
+    Ok(())
+}
+
+/// Where [`swap_into_place`] puts the environment it replaces when it cannot exchange.
+fn old_dir(target: &Path) -> PathBuf {
+    target.with_file_name(format!(
+        ".{}{STAGING_MARKER}old-{}",
+        target.file_name().unwrap_or_default().to_string_lossy(),
+        owner_tag()
+    ))
+}
+
+/// Test hook, for the kill test of issue 22 (item 5): `AIRLOCK_TEST_KILL_AT=exchange` kills
+/// the process right after the exchange, `rename` takes the two-rename path and kills it
+/// between the renames. Unset in normal use.
+const TEST_KILL_AT: &str = "AIRLOCK_TEST_KILL_AT";
+
+fn test_kill_point(wanted: &str, here: &str) {
+    if wanted == here {
+        eprintln!("airlock: {TEST_KILL_AT}={here}: killing this process");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Exchanges the directories `a` and `b` in one step; `false` when this system or filesystem
+/// cannot.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::NOTSUP | Errno::PERM) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> std::io::Result<bool> {
+    Ok(false)
 }
 
 /// Brings an existing environment to exactly `records`, atomically like [`create`]: the
@@ -474,18 +547,7 @@ pub async fn update(
         remove_staging(&staging).await;
         return Err(e);
     }
-    let old = parent.join(format!(
-        ".{}{STAGING_MARKER}old-{}",
-        prefix.file_name().unwrap_or_default().to_string_lossy(),
-        owner_tag()
-    ));
-    fs_err::rename(prefix, &old)?;
-    if let Err(e) = fs_err::rename(&staging, prefix) {
-        let _ = fs_err::rename(&old, prefix);
-        return Err(e.into());
-    }
-    fs_err::remove_dir_all(&old)?;
-    Ok(())
+    swap_into_place(&staging, prefix)
 }
 
 /// Recreates the tree `from` at `to`: directories made, files hard-linked (copied when they

@@ -2230,3 +2230,78 @@ fn issue_22_modes_follow_the_umask() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Issue 22, item 5: an update killed while it swaps the new environment in leaves the old
+/// or the new one, never neither: after the exchange (the new one), and on the two-rename
+/// path between the renames (the old one, put back by the next command).
+#[test]
+fn issue_22_an_update_killed_at_the_swap_never_loses_the_environment() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "up", "hello=1.0"]);
+    let prefix = s.prefix("up");
+
+    // What a kill between the two renames of an update leaves, made by hand: the old
+    // environment renamed aside, the finished new one under its staging name, nothing at
+    // the environment's own name. The next command puts the old one back.
+    let aside = s.envs_dir().join(".up.airlock-staging-old-999999999");
+    std::fs::rename(&prefix, &aside).unwrap();
+    let finished = s.envs_dir().join(".up.airlock-staging-999999999");
+    copy_dir(&aside, &finished);
+    s.ok(&["env", "list"]);
+    assert!(
+        prefix.join("conda-meta").is_dir(),
+        "the environment was lost after an interrupted swap"
+    );
+    assert!(installed(&prefix).contains(&"hello-1.0-0".to_owned()));
+    assert!(
+        leftovers(&s.envs_dir()).is_empty(),
+        "{:?}",
+        leftovers(&s.envs_dir())
+    );
+
+    let killed = |at: &str, spec: &str| {
+        let out = s
+            .command()
+            .args(["env", "update", "-n", "up", spec])
+            .env("AIRLOCK_TEST_KILL_AT", at)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "not killed at {at}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    killed("exchange", "hello=2.0");
+    assert!(installed(&prefix).contains(&"hello-2.0-0".to_owned()));
+    s.ok(&["env", "list"]);
+    assert!(installed(&prefix).contains(&"hello-2.0-0".to_owned()));
+    assert!(
+        leftovers(&s.envs_dir()).is_empty(),
+        "{:?}",
+        leftovers(&s.envs_dir())
+    );
+
+    killed("rename", "hello=1.0");
+    assert!(
+        !prefix.exists(),
+        "the kill did not land between the renames"
+    );
+    let out = s.run(&["env", "list"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("putting the old one back"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(installed(&prefix).contains(&"hello-2.0-0".to_owned()));
+    assert!(
+        leftovers(&s.envs_dir()).is_empty(),
+        "{:?}",
+        leftovers(&s.envs_dir())
+    );
+    s.ok(&["env", "run", "-n", "up", "hello"]);
+}
