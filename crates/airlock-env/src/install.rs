@@ -703,6 +703,9 @@ async fn install_into(
             .with_requested_specs(options.requested_specs.clone())
             .with_installed_packages(installed.to_vec())
             .with_alternative_target_prefix(target)
+            .with_download_client(rattler_networking::LazyClient::new(
+                crate::credentials::client,
+            ))
             .with_link_options(LinkOptions {
                 allow_symbolic_links: Some(symlinks),
                 allow_hard_links: None,
@@ -802,7 +805,11 @@ fn write_history(
     };
     let date = options.history_date.clone().unwrap_or_else(now_string);
     let _ = writeln!(text, "==> {date} <==");
-    let _ = writeln!(text, "# cmd: {}", options.command_line);
+    let _ = writeln!(
+        text,
+        "# cmd: {}",
+        crate::credentials::redact(&options.command_line)
+    );
     let _ = writeln!(text, "# airlock version: {}", env!("CARGO_PKG_VERSION"));
     for removed in before.iter().filter(|d| !after.contains(d)) {
         let _ = writeln!(text, "-{removed}");

@@ -20,6 +20,7 @@
 
 pub mod activate;
 pub mod config;
+pub mod credentials;
 pub mod envs;
 pub mod error;
 pub mod export;

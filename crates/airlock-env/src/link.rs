@@ -112,7 +112,7 @@ pub(crate) async fn link_new_prefix(
     let requested = requested_by_name(new.requested_specs);
     // Built on first use only: making a client reads the system's CA certificates, which a
     // `file://` channel or a warm cache never needs (`LazyClient::default()` builds it now).
-    let client = LazyClient::new(Default::default);
+    let client = LazyClient::new(crate::credentials::client);
     // Largest first, as rattler does, so the long links start early.
     let mut order: Vec<usize> = (0..records.len()).collect();
     order.sort_by_key(|&i| {
@@ -296,7 +296,7 @@ pub(crate) async fn check_before_installer(
         prefix: staging.to_path_buf(),
         message,
     };
-    let client = LazyClient::new(Default::default);
+    let client = LazyClient::new(crate::credentials::client);
     let mut fetching: FuturesUnordered<_> = records
         .iter()
         .enumerate()

@@ -2305,3 +2305,237 @@ fn issue_22_an_update_killed_at_the_swap_never_loses_the_environment() {
     );
     s.ok(&["env", "run", "-n", "up", "hello"]);
 }
+
+/// A channel served over HTTP on 127.0.0.1 that wants basic authentication (`user`,
+/// `password`) or the conda token `token` (`/t/TOKEN/...`): 401 otherwise, 404 for what is
+/// not there. One thread, one request per connection. Returns the base URL (no credentials).
+fn serve_channel_with_auth(dir: PathBuf, user: &str, password: &str, token: &str) -> String {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+    let token_prefix = format!("/t/{token}");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut authorized = false;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("authorization")
+                    && value.trim() == expected
+                {
+                    authorized = true;
+                }
+            }
+            let mut parts = request.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+            let path = match path.strip_prefix(&token_prefix) {
+                Some(rest) => {
+                    authorized = true;
+                    rest
+                }
+                None => path,
+            };
+            let (status, body) = if authorized {
+                match std::fs::read(dir.join(path.trim_start_matches('/'))) {
+                    Ok(bytes) if !path.ends_with('/') => ("200 OK", bytes),
+                    _ => ("404 Not Found", Vec::new()),
+                }
+            } else {
+                ("401 Unauthorized", Vec::new())
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\nWWW-Authenticate: Basic realm=\"test\"\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            if method != "HEAD" {
+                let _ = stream.write_all(&body);
+            }
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Every file under `dir` (recursively, not following symbolic links) whose bytes contain
+/// `secret`.
+fn files_containing(dir: &Path, secret: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file()
+                && std::fs::read(&path)
+                    .unwrap()
+                    .windows(secret.len())
+                    .any(|w| w == secret.as_bytes())
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Issue 22, item 6: a channel URL with a user and password, or a `/t/TOKEN/` segment, works
+/// (the credentials reach the server), and the secret is in no file airlock writes (lock,
+/// `conda-meta`, history, repodata and package caches, exports) and in nothing it prints,
+/// errors included. A lock install takes its credentials from `RATTLER_AUTH_FILE`.
+#[test]
+fn issue_22_credentials_in_channel_urls_are_never_written() {
+    let s = Sandbox::new();
+    let (password, token) = ("pa55-SECRET-word", "TOKEN-SECRET-42");
+    let served = s.path("served");
+    testchannel::build_channel(&served.join("chan"), &testchannel::demo_packages()).unwrap();
+    // The channel's own files hold no secret: everything found later was written by airlock.
+    let base = serve_channel_with_auth(served, "alice", password, token);
+    let with_password = base.replacen("http://", &format!("http://alice:{password}@"), 1);
+    let with_password = format!("{with_password}/chan");
+    let with_token = format!("{base}/t/{token}/chan");
+    let mut printed = String::new();
+    let mut run = |args: &[&str], envs: &[(&str, &Path)], ok: bool| {
+        let mut cmd = s.command();
+        cmd.args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert_eq!(out.status.success(), ok, "{args:?}:\n{stdout}\n{stderr}");
+        printed.push_str(&stdout);
+        printed.push_str(&stderr);
+        stdout
+    };
+    run(
+        &["env", "create", "-n", "pw", "-c", &with_password, "hello"],
+        &[],
+        true,
+    );
+    run(
+        &["env", "create", "-n", "tok", "-c", &with_token, "hello=1.0"],
+        &[],
+        true,
+    );
+    let yml = s.write(
+        "auth.yml",
+        &format!("name: auth\nchannels:\n  - {with_password}\ndependencies:\n  - hello\n"),
+    );
+    let lock = s.path("work").join("auth.lock");
+    run(
+        &[
+            "env",
+            "lock",
+            "-f",
+            yml.to_str().unwrap(),
+            "-o",
+            lock.to_str().unwrap(),
+        ],
+        &[],
+        true,
+    );
+    for format in ["explicit", "lock", "yaml"] {
+        let out = run(
+            &["env", "export", "-n", "pw", "--format", format],
+            &[],
+            true,
+        );
+        assert!(out.contains("hello"), "{out}");
+    }
+    // From the lock: the URL in it has no credentials, the authentication file has them.
+    let auth_file = s.path("config").join("rattler-auth.json");
+    std::fs::write(
+        &auth_file,
+        format!(
+            r#"{{"127.0.0.1": {{"BasicHTTP": {{"username": "alice", "password": "{password}"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    run(
+        &[
+            "env",
+            "install",
+            "--lock",
+            lock.to_str().unwrap(),
+            "-n",
+            "fromlock",
+        ],
+        &[("RATTLER_AUTH_FILE", &auth_file)],
+        true,
+    );
+    // Errors: a channel that is not there, a package that is not there.
+    run(
+        &[
+            "env",
+            "create",
+            "-n",
+            "x",
+            "-c",
+            &format!("{with_password}-missing"),
+            "hello",
+        ],
+        &[],
+        false,
+    );
+    run(
+        &["env", "create", "-n", "y", "-c", &with_password, "nothere"],
+        &[],
+        false,
+    );
+    run(
+        &["env", "update", "-n", "pw", "-c", &with_token, "nothere"],
+        &[],
+        false,
+    );
+
+    assert!(installed(&s.prefix("pw")).contains(&"hello-2.0-0".to_owned()));
+    assert!(installed(&s.prefix("tok")).contains(&"hello-1.0-0".to_owned()));
+    assert!(installed(&s.prefix("fromlock")).contains(&"hello-2.0-0".to_owned()));
+    // The authentication file and the yml are the user's own; everything else is searched.
+    std::fs::remove_file(&auth_file).unwrap();
+    std::fs::remove_file(&yml).unwrap();
+    for secret in [password, token] {
+        let files = files_containing(&s.path(""), secret);
+        assert!(files.is_empty(), "{secret} written to {files:#?}");
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+}
