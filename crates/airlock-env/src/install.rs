@@ -13,7 +13,7 @@ use rattler_conda_types::{MatchSpec, ParseStrictness, PrefixRecord, RepoDataReco
 use crate::config::{Settings, Verify};
 use crate::error::{EnvError, Result};
 
-/// The marker in staging directory names: `.NAME.airlock-staging-PID`.
+/// The marker in staging directory names: `.NAME.airlock-staging-PID@HOST+RANDOM`.
 const STAGING_MARKER: &str = ".airlock-staging-";
 
 /// The package cache of `settings`: the user's writable layer first, then the shared layers.
@@ -241,7 +241,28 @@ pub fn pip_pending(prefix: &Path) -> bool {
 /// has finished.
 pub fn backup_dir(target: &Path) -> PathBuf {
     let name = target.file_name().unwrap_or_default().to_string_lossy();
-    target.with_file_name(format!(".{name}{BACKUP_MARKER}{}", owner_tag()))
+    target.with_file_name(format!(
+        ".{name}{BACKUP_MARKER}{}+{}",
+        owner_tag(),
+        unpredictable()
+    ))
+}
+
+/// 16 hex digits from the system's random source, for names beside an environment: in a
+/// shared sticky directory (`-p /shared/envs/x`) another user could otherwise create the
+/// name first and block the install (issue 22, item 7).
+fn unpredictable() -> String {
+    let mut bytes = [0_u8; 8];
+    let read = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if read.is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let now = u64::try_from(now & u128::from(u64::MAX)).unwrap_or_default();
+        bytes = (now ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    }
+    hex::encode(bytes)
 }
 
 const BACKUP_MARKER: &str = ".airlock-backup-";
@@ -282,6 +303,11 @@ pub fn clean_stale_staging(parent: &Path) {
     names.sort();
     for name in &names {
         let path = parent.join(name);
+        // Only directories are ours to clean up or put back: a file or a symbolic link under
+        // such a name was made by someone else (another user, in a shared directory).
+        if !fs_err::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
         if let Some((env, owner)) = name.rsplit_once(STAGING_MARKER) {
             if !owner_gone(owner) {
                 continue;
@@ -312,7 +338,7 @@ pub fn clean_stale_staging(parent: &Path) {
             }
             let target = parent.join(env);
             let unfinished = fs_err::read_to_string(target.join("conda-meta").join(PIP_PENDING))
-                .is_ok_and(|mark| mark.trim() == owner);
+                .is_ok_and(|mark| mark.trim() == owner_without_suffix(owner));
             if unfinished || !target.exists() {
                 tracing::warn!(
                     "{}: its pip: step was interrupted; putting back the environment it replaced",
@@ -345,6 +371,12 @@ fn remove_or_warn(path: &Path) {
     }
 }
 
+/// `PID@HOST` of a name's owner part, without the unpredictable `+SUFFIX` (names made before
+/// it have none).
+fn owner_without_suffix(tag: &str) -> &str {
+    tag.split_once('+').map_or(tag, |(owner, _)| owner)
+}
+
 /// `PID@HOST` of this process: the owner written into staging and backup names and into the
 /// [`PIP_PENDING`] mark. The host counts because an envs directory in a home directory is
 /// often shared by several machines (NFS on a cluster): another machine's process ids mean
@@ -367,7 +399,7 @@ fn owner_tag() -> String {
 /// Whether the owner of a leftover (`PID@HOST`, `old-PID@HOST`, or an older bare `PID`) is
 /// gone: a process of this machine that no longer runs. Another machine's is never gone.
 fn owner_gone(tag: &str) -> bool {
-    let tag = tag.trim();
+    let tag = owner_without_suffix(tag.trim());
     let tag = tag.strip_prefix("old-").unwrap_or(tag);
     let (pid, host) = tag.split_once('@').unwrap_or((tag, ""));
     if !host.is_empty() && owner_tag().split_once('@').map(|(_, h)| h) != Some(host) {
@@ -401,9 +433,10 @@ pub fn staging_dir(target: &Path) -> Result<PathBuf> {
         .parent()
         .ok_or_else(|| EnvError::InvalidName(target.display().to_string()))?;
     Ok(parent.join(format!(
-        ".{}{STAGING_MARKER}{}",
+        ".{}{STAGING_MARKER}{}+{}",
         name.to_string_lossy(),
-        owner_tag()
+        owner_tag(),
+        unpredictable()
     )))
 }
 
@@ -427,9 +460,9 @@ pub async fn create(
         return Err(EnvError::EnvironmentExists(target.to_path_buf()));
     }
     let staging = staging_dir(target)?;
-    if staging.exists() {
-        fs_err::remove_dir_all(&staging)?;
-    }
+    // Created here, exclusively (`mkdir` fails on anything already there, a symbolic link
+    // included), under a name no one can guess.
+    fs_err::create_dir(&staging)?;
     let result = install_into(settings, &staging, Some(target), records, options, &[]).await;
     if let Err(e) = result {
         remove_staging(&staging).await;
@@ -471,9 +504,10 @@ fn swap_into_place(staging: &Path, target: &Path) -> Result<()> {
 /// Where [`swap_into_place`] puts the environment it replaces when it cannot exchange.
 fn old_dir(target: &Path) -> PathBuf {
     target.with_file_name(format!(
-        ".{}{STAGING_MARKER}old-{}",
+        ".{}{STAGING_MARKER}old-{}+{}",
         target.file_name().unwrap_or_default().to_string_lossy(),
-        owner_tag()
+        owner_tag(),
+        unpredictable()
     ))
 }
 
@@ -523,10 +557,8 @@ pub async fn update(
         .parent()
         .ok_or_else(|| EnvError::InvalidName(prefix.display().to_string()))?;
     clean_stale_staging(parent);
+    // `clone_tree` creates it exclusively.
     let staging = staging_dir(prefix)?;
-    if staging.exists() {
-        fs_err::remove_dir_all(&staging)?;
-    }
     let result = async {
         let (from, to) = (prefix.to_path_buf(), staging.clone());
         tokio::task::spawn_blocking(move || clone_tree(&from, &to))

@@ -2539,3 +2539,39 @@ fn issue_22_credentials_in_channel_urls_are_never_written() {
         assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
     }
 }
+
+/// Issue 22, item 7: staging names beside an environment cannot be guessed. Another user of a
+/// shared directory who creates the names a run would use (`.NAME.airlock-staging-PID@HOST`
+/// for the next few thousand process ids) does not block `env create`; what they made is
+/// left alone.
+#[test]
+fn issue_22_staging_names_cannot_be_taken_first() {
+    let s = Sandbox::new();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::fs::create_dir_all(s.envs_dir()).unwrap();
+    let squatted: Vec<PathBuf> = (last + 1..last + 3000)
+        .map(|pid| {
+            let path = s
+                .envs_dir()
+                .join(format!(".taken.airlock-staging-{pid}@{host}"));
+            std::fs::write(&path, "someone else's\n").unwrap();
+            path
+        })
+        .collect();
+    s.ok(&["env", "create", "-n", "taken", "hello"]);
+    assert!(installed(&s.prefix("taken")).contains(&"hello-2.0-0".to_owned()));
+    assert!(
+        squatted.iter().all(|p| p.is_file()),
+        "another user's files were removed"
+    );
+}
