@@ -2575,3 +2575,22 @@ fn issue_22_staging_names_cannot_be_taken_first() {
         "another user's files were removed"
     );
 }
+
+/// Issue 22, item 7: `env --help` says which package scripts run and what a `pip:` section
+/// can do.
+#[test]
+fn issue_22_env_help_says_what_runs() {
+    let s = Sandbox::new();
+    let help = s.ok(&["env", "--help"]);
+    for needed in [
+        "post-link",
+        "never run",
+        "activate.d",
+        "env shell-hook",
+        "pip:",
+        "index",
+        "build scripts",
+    ] {
+        assert!(help.contains(needed), "`{needed}` missing from:\n{help}");
+    }
+}
