@@ -34,8 +34,9 @@ fn package_cache_excluding(settings: &Settings, excluded: &[(usize, MatchSpec)])
         Verify::Fast => ValidationMode::Fast,
         Verify::Full => ValidationMode::Full,
     };
+    let trusted = trusted_layers(settings);
     let layers = std::iter::once(&settings.pkgs_dir)
-        .chain(settings.pkgs_layers.iter())
+        .chain(trusted.iter())
         .enumerate()
         .map(|(index, p)| {
             excluded.iter().filter(|(layer, _)| *layer == index).fold(
@@ -44,6 +45,70 @@ fn package_cache_excluding(settings: &Settings, excluded: &[(usize, MatchSpec)])
             )
         });
     PackageCache::from_layers(layers, true)
+}
+
+/// The shared cache layers (`pkgs_layers`, conda's `pkgs_dirs`) that are trusted: a layer
+/// directory that anyone but its owner (and root) can write is left out, with a warning
+/// naming it and its mode, as OpenSSH's StrictModes refuses a group-writable `~/.ssh`: a
+/// member of that group could replace a file in an entry and rewrite the entry's own
+/// `paths.json`, and every later environment would link it (issue 22, item 4). Entries are
+/// checked the same way before they are linked from ([`check_cache`]).
+fn trusted_layers(settings: &Settings) -> Vec<PathBuf> {
+    settings
+        .pkgs_layers
+        .iter()
+        .filter(|layer| match writable_by_others(layer, false) {
+            Some((path, mode)) => {
+                warn_once(format!(
+                    "the shared package cache {} is not used: {} is writable by others than its owner (mode {mode:o}); packages are fetched into your own cache",
+                    layer.display(),
+                    path.display()
+                ));
+                false
+            }
+            None => true,
+        })
+        .cloned()
+        .collect()
+}
+
+/// The first of `path` (and, with `walk`, everything below it, symbolic links aside) that
+/// group or others can write, with its mode. A directory with the sticky bit (like `/tmp`)
+/// still lets others create names in it, so it counts too.
+fn writable_by_others(path: &Path, walk: bool) -> Option<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let Ok(meta) = fs_err::symlink_metadata(&current) else {
+            continue;
+        };
+        if meta.is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Some((current, mode));
+        }
+        if walk
+            && meta.is_dir()
+            && let Ok(entries) = fs_err::read_dir(&current)
+        {
+            stack.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    None
+}
+
+/// A warning said once per process (the cache is set up several times per command).
+fn warn_once(message: String) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    if let Ok(mut said) = SAID.lock() {
+        if said.contains(&message) {
+            return;
+        }
+        said.push(message.clone());
+    }
+    eprintln!("airlock: {message}");
 }
 
 /// What the cache check before an install found.
@@ -61,8 +126,9 @@ struct CachePlan {
 /// checks it (see [`crate::verify`]). A corrupt entry is removed from the writable cache, or
 /// excluded from a read-only layer, so that rattler fetches the package again.
 fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> Result<CachePlan> {
+    let trusted = trusted_layers(settings);
     let layers: Vec<&PathBuf> = std::iter::once(&settings.pkgs_dir)
-        .chain(settings.pkgs_layers.iter())
+        .chain(trusted.iter())
         .collect();
     let stamp = settings.verify == Verify::Stamp;
     let check_one = |record: &RepoDataRecord| -> Result<(Option<PathBuf>, Vec<usize>)> {
@@ -75,6 +141,17 @@ fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> Result<Cache
             }
             // The paths the entry lists are checked before any check below (ours or
             // rattler's) stats or hashes a file by them.
+            if index > 0
+                && let Some((path, mode)) = writable_by_others(&entry, true)
+            {
+                warn_once(format!(
+                    "the cached package {} in a shared cache is not used: {} is writable by others than its owner (mode {mode:o}); fetching it into your own cache",
+                    entry.display(),
+                    path.display()
+                ));
+                excluded.push(index);
+                continue;
+            }
             let listed =
                 crate::package_paths::read_listed(&record.identifier.to_string(), &entry, None)?;
             crate::package_paths::check_entry(&listed)?;

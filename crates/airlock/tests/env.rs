@@ -2594,3 +2594,78 @@ fn issue_22_env_help_says_what_runs() {
         assert!(help.contains(needed), "`{needed}` missing from:\n{help}");
     }
 }
+
+/// Issue 22, item 4: a shared cache layer is trusted only as far as its writers are. A layer
+/// directory, or an entry in it, that group or others can write (a group member could replace
+/// a file and rewrite the entry's own `paths.json`) is not linked from: a warning names it and
+/// its mode, and the package is fetched into the user's own cache. The layer is not changed.
+#[test]
+fn issue_22_a_shared_cache_layer_others_can_write_is_not_trusted() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "seed", "hello"]);
+    let shared = s.path("shared-pkgs");
+    std::fs::rename(s.pkgs_dir(), &shared).unwrap();
+    std::fs::create_dir_all(s.path("config/airlock")).unwrap();
+    std::fs::write(
+        s.path("config/airlock/config.toml"),
+        format!("pkgs_layers = [\"{}\"]\n", shared.display()),
+    )
+    .unwrap();
+    let rel = "share/greeting-data/greeting.txt";
+    let shared_file = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            p.is_dir() && name.starts_with("greeting-data-2.0-0-")
+        })
+        .unwrap()
+        .join(rel);
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let create = |name: &str| {
+        let out = s.run(&["env", "create", "-n", name, "hello"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+
+    // Trusted as it is (0755 directories, 0644 files): linked from.
+    create("trusted");
+    assert_eq!(inode(&s.prefix("trusted").join(rel)), inode(&shared_file));
+
+    // The layer directory is group-writable.
+    chmod(&shared, 0o775);
+    let stderr = create("group-dir");
+    assert!(
+        stderr.contains(&shared.display().to_string()) && stderr.contains("775"),
+        "{stderr}"
+    );
+    assert_ne!(inode(&s.prefix("group-dir").join(rel)), inode(&shared_file));
+    chmod(&shared, 0o755);
+    // What was fetched into the user's own cache would be found there first.
+    std::fs::remove_dir_all(s.pkgs_dir()).unwrap();
+
+    // A file in an entry is group-writable.
+    chmod(&shared_file, 0o664);
+    let stderr = create("group-file");
+    assert!(
+        stderr.contains(&shared_file.display().to_string()) && stderr.contains("664"),
+        "{stderr}"
+    );
+    assert_ne!(
+        inode(&s.prefix("group-file").join(rel)),
+        inode(&shared_file)
+    );
+    assert_eq!(
+        std::fs::metadata(&shared_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o664,
+        "the shared layer was changed"
+    );
+}
