@@ -44,6 +44,38 @@ pub fn redact(text: &str) -> String {
         .join(" ")
 }
 
+/// `text` (an error message) without secrets: every password or token taken out of a URL in
+/// this process, and any `/t/TOKEN/` segment (rattler's middleware puts a conda token from
+/// the authentication file back into request URLs, and HTTP errors quote the URL).
+pub fn scrub(text: &str) -> String {
+    let mut out = text.to_owned();
+    for (_, auth) in FROM_URLS.list().unwrap_or_default() {
+        let secret = match auth {
+            Authentication::BasicHTTP { password, .. } => password,
+            Authentication::CondaToken(token) | Authentication::BearerToken(token) => token,
+            _ => continue,
+        };
+        if !secret.is_empty() {
+            out = out.replace(&secret, "********");
+        }
+    }
+    let mut scrubbed = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.find("/t/") {
+        let (before, after) = rest.split_at(at + 3);
+        scrubbed.push_str(before);
+        let (segment, tail) = after.split_at(after.find('/').unwrap_or(after.len()));
+        if segment.is_empty() || segment.contains(char::is_whitespace) {
+            scrubbed.push_str(segment);
+        } else {
+            scrubbed.push_str("********");
+        }
+        rest = tail;
+    }
+    scrubbed.push_str(rest);
+    scrubbed
+}
+
 /// The clean URL, its host, and the credentials it carried.
 fn split(text: &str) -> Option<(String, String, Option<Authentication>)> {
     let mut url = url::Url::parse(text).ok()?;
@@ -127,5 +159,10 @@ mod tests {
         ));
         let line = redact("airlock env create -c https://u:s3cret@example.org/chan hello");
         assert_eq!(line, "airlock env create -c https://example.org/chan hello");
+        assert_eq!(
+            scrub("404 for url (https://example.org/t/tok-123/chan/x.conda)"),
+            "404 for url (https://example.org/t/********/chan/x.conda)"
+        );
+        assert_eq!(scrub("wrong: tok-123"), "wrong: ********");
     }
 }

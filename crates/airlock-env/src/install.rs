@@ -1027,6 +1027,10 @@ pub fn format_unix_seconds(secs: u64) -> String {
 }
 
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    crate::credentials::scrub(&error_chain_unscrubbed(error))
+}
+
+fn error_chain_unscrubbed(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {

@@ -2502,6 +2502,32 @@ fn issue_22_credentials_in_channel_urls_are_never_written() {
         &[("RATTLER_AUTH_FILE", &auth_file)],
         true,
     );
+    // A lock written elsewhere with the credentials in its URLs: they are used, not copied.
+    let dirty_lock = s.path("work").join("dirty.lock");
+    std::fs::write(
+        &dirty_lock,
+        std::fs::read_to_string(&lock)
+            .unwrap()
+            .replace(&base, with_password.trim_end_matches("/chan")),
+    )
+    .unwrap();
+    assert!(
+        std::fs::read_to_string(&dirty_lock)
+            .unwrap()
+            .contains(password)
+    );
+    run(
+        &[
+            "env",
+            "install",
+            "--lock",
+            dirty_lock.to_str().unwrap(),
+            "-n",
+            "fromdirty",
+        ],
+        &[],
+        true,
+    );
     // Errors: a channel that is not there, a package that is not there.
     run(
         &[
@@ -2526,13 +2552,25 @@ fn issue_22_credentials_in_channel_urls_are_never_written() {
         &[],
         false,
     );
+    // A package the index lists but the server does not have: the download fails.
+    std::fs::remove_file(s.path("served/chan/noarch/greeting-data-1.0-0.conda")).unwrap();
+    std::fs::remove_dir_all(s.pkgs_dir()).unwrap();
+    for url in [&with_token, &with_password] {
+        run(
+            &["env", "create", "-n", "z", "-c", url, "greeting-data=1.0"],
+            &[],
+            false,
+        );
+    }
 
     assert!(installed(&s.prefix("pw")).contains(&"hello-2.0-0".to_owned()));
     assert!(installed(&s.prefix("tok")).contains(&"hello-1.0-0".to_owned()));
     assert!(installed(&s.prefix("fromlock")).contains(&"hello-2.0-0".to_owned()));
+    assert!(installed(&s.prefix("fromdirty")).contains(&"hello-2.0-0".to_owned()));
     // The authentication file and the yml are the user's own; everything else is searched.
     std::fs::remove_file(&auth_file).unwrap();
     std::fs::remove_file(&yml).unwrap();
+    std::fs::remove_file(&dirty_lock).unwrap();
     for secret in [password, token] {
         let files = files_containing(&s.path(""), secret);
         assert!(files.is_empty(), "{secret} written to {files:#?}");

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use airlock_env::config::{Locations, Overrides, Settings, Verify};
 use airlock_env::envs::Target;
 use airlock_env::export::Detail;
-use airlock_env::{activate, envs, export, ops, solve};
+use airlock_env::{activate, credentials, envs, export, ops, solve};
 use anyhow::Context as _;
 
 /// `AIRLOCK_CHANNEL_ALIAS`: where bare channel names (`conda-forge`) are looked up.
@@ -290,6 +290,11 @@ fn display_name(target: &Target) -> String {
 
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // A channel token goes into request URLs (`/t/TOKEN/`), and HTTP errors quote them.
+    run_command(args).map_err(|e| anyhow::anyhow!(credentials::scrub(&format!("{e:#}"))))
+}
+
+fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     let settings = settings()?;
     match args.command {
         EnvCommand::Create {
