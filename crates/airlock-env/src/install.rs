@@ -236,6 +236,24 @@ fn notice_copies(prefix: &Path, shown_prefix: &Path, caches: &[PathBuf]) {
             cache.display(),
             shown_prefix.display()
         );
+        return;
+    }
+    // With `fs.protected_hardlinks` (the default on Linux), only root may hard-link a file it
+    // neither owns nor can write: rattler then copies, file by file, without a word.
+    let me = nix::unistd::geteuid();
+    let protected =
+        fs_err::read_to_string("/proc/sys/fs/protected_hardlinks").is_ok_and(|v| v.trim() == "1");
+    if protected
+        && !me.is_root()
+        && let Some(cache) = caches
+            .iter()
+            .find(|c| fs_err::metadata(c).is_ok_and(|m| m.uid() != me.as_raw()))
+    {
+        eprintln!(
+            "airlock: the package cache {} belongs to another user: the kernel does not let you hard-link its files (fs.protected_hardlinks), so they are copied into {}",
+            cache.display(),
+            shown_prefix.display()
+        );
     }
 }
 

@@ -2707,3 +2707,120 @@ fn issue_22_a_shared_cache_layer_others_can_write_is_not_trusted() {
         "the shared layer was changed"
     );
 }
+
+/// Runs `airlock` as another user (`runuser`), with the sandbox's isolated environment.
+fn run_as(s: &Sandbox, user: &str, args: &[&str]) -> Output {
+    let alias = url::Url::from_directory_path(channels_root()).unwrap();
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", user, "--", "/usr/bin/env", "-i"])
+        .arg(format!(
+            "PATH={}",
+            std::env::var("PATH").unwrap_or_default()
+        ))
+        .arg(format!("HOME={}", s.home().display()))
+        .arg(format!("XDG_DATA_HOME={}", s.path("data").display()))
+        .arg(format!("XDG_CACHE_HOME={}", s.path("cache").display()))
+        .arg(format!("XDG_CONFIG_HOME={}", s.path("config").display()))
+        .arg(format!("XDG_STATE_HOME={}", s.path("state").display()))
+        .arg(format!("AIRLOCK_CHANNEL_ALIAS={alias}"))
+        .arg(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .current_dir("/");
+    cmd.output().unwrap()
+}
+
+/// Issue 22, items 3 and 4 with real users: `nobody` makes an environment from a package
+/// with 0666 and 0777 files, partly linked from a shared cache layer that root owns. The
+/// kernel refuses hard links into root's layer (`fs.protected_hardlinks`), and airlock says
+/// the files are copied, once. Another user (`daemon`) then cannot change a file of nobody's
+/// cache entry or environment.
+#[test]
+fn issue_22_another_user_cannot_change_a_users_environment_or_cache() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run airlock as two other users");
+        return;
+    }
+    let s = Sandbox::new();
+    let channel = s.path("channel");
+    let wide = PackageBuild::new("wide", "1.0")
+        .file(PackageFile::data("bin/wide-tool", "#!/bin/sh\n"))
+        .file(PackageFile::data("share/wide/data", "data\n"));
+    let archive = wide.write_into(&channel).unwrap();
+    let modes = [("bin/wide-tool", 0o777), ("share/wide/data", 0o666)];
+    assert_eq!(set_archive_modes(&archive, &modes), 2);
+    testchannel::build_channel(&channel, &[PackageBuild::new("benign", "1.0")]).unwrap();
+    let url = url::Url::from_directory_path(&channel).unwrap();
+    // Root's shared layer, with benign in it.
+    s.ok(&["env", "create", "-n", "seed", "-c", url.as_str(), "benign"]);
+    let shared = s.path("shared-pkgs");
+    std::fs::rename(s.pkgs_dir(), &shared).unwrap();
+    std::fs::remove_dir_all(s.prefix("seed")).unwrap();
+    std::fs::create_dir_all(s.path("config/airlock")).unwrap();
+    std::fs::write(
+        s.path("config/airlock/config.toml"),
+        format!("pkgs_layers = [\"{}\"]\n", shared.display()),
+    )
+    .unwrap();
+    // Everything else in the sandbox is nobody's.
+    std::fs::set_permissions(s.path(""), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for sub in [
+        "home", "data", "cache", "config", "state", "work", "channel",
+    ] {
+        let status = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(s.path(sub))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    let out = run_as(
+        &s,
+        "nobody",
+        &[
+            "env",
+            "create",
+            "-n",
+            "mine",
+            "-c",
+            url.as_str(),
+            "wide",
+            "benign",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("fs.protected_hardlinks").count(),
+        1,
+        "the copies from root's layer are said once: {stderr}"
+    );
+    assert!(stderr.contains(&shared.display().to_string()), "{stderr}");
+
+    let entry = cache_entry(&s, "wide-1.0-0");
+    for (file, _) in modes {
+        for path in [entry.join(file), s.prefix("mine").join(file)] {
+            let before = file_state(&path);
+            let out = Command::new("runuser")
+                .args([
+                    "-u",
+                    "daemon",
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo changed >> \"$1\"",
+                    "sh",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                !out.status.success(),
+                "daemon could write {}",
+                path.display()
+            );
+            assert_eq!(file_state(&path), before);
+        }
+    }
+}
