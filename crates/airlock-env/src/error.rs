@@ -103,6 +103,18 @@ pub enum EnvError {
         /// What went wrong.
         message: String,
     },
+    /// A package lists a path that would leave the environment.
+    #[error(
+        "the package {package} lists the path `{path}`, which {reason}; it was refused before anything of it was linked (a broken or malicious package: report it to the channel)"
+    )]
+    UnsafePackagePath {
+        /// `name-version-build`.
+        package: String,
+        /// The path as listed.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No environment with this name or path.
     #[error("environment `{0}` does not exist; `airlock env list` shows the known ones")]
     MissingEnvironment(String),

@@ -13,7 +13,7 @@ use rattler_conda_types::{MatchSpec, ParseStrictness, PrefixRecord, RepoDataReco
 use crate::config::{Settings, Verify};
 use crate::error::{EnvError, Result};
 
-/// The marker in staging directory names: `.NAME.airlock-staging-PID`.
+/// The marker in staging directory names: `.NAME.airlock-staging-PID@HOST+RANDOM`.
 const STAGING_MARKER: &str = ".airlock-staging-";
 
 /// The package cache of `settings`: the user's writable layer first, then the shared layers.
@@ -34,8 +34,9 @@ fn package_cache_excluding(settings: &Settings, excluded: &[(usize, MatchSpec)])
         Verify::Fast => ValidationMode::Fast,
         Verify::Full => ValidationMode::Full,
     };
+    let trusted = trusted_layers(settings);
     let layers = std::iter::once(&settings.pkgs_dir)
-        .chain(settings.pkgs_layers.iter())
+        .chain(trusted.iter())
         .enumerate()
         .map(|(index, p)| {
             excluded.iter().filter(|(layer, _)| *layer == index).fold(
@@ -44,6 +45,70 @@ fn package_cache_excluding(settings: &Settings, excluded: &[(usize, MatchSpec)])
             )
         });
     PackageCache::from_layers(layers, true)
+}
+
+/// The shared cache layers (`pkgs_layers`, conda's `pkgs_dirs`) that are trusted: a layer
+/// directory that anyone but its owner (and root) can write is left out, with a warning
+/// naming it and its mode, as OpenSSH's StrictModes refuses a group-writable `~/.ssh`: a
+/// member of that group could replace a file in an entry and rewrite the entry's own
+/// `paths.json`, and every later environment would link it (issue 22, item 4). Entries are
+/// checked the same way before they are linked from ([`check_cache`]).
+fn trusted_layers(settings: &Settings) -> Vec<PathBuf> {
+    settings
+        .pkgs_layers
+        .iter()
+        .filter(|layer| match writable_by_others(layer, false) {
+            Some((path, mode)) => {
+                warn_once(format!(
+                    "the shared package cache {} is not used: {} is writable by others than its owner (mode {mode:o}); packages are fetched into your own cache",
+                    layer.display(),
+                    path.display()
+                ));
+                false
+            }
+            None => true,
+        })
+        .cloned()
+        .collect()
+}
+
+/// The first of `path` (and, with `walk`, everything below it, symbolic links aside) that
+/// group or others can write, with its mode. A directory with the sticky bit (like `/tmp`)
+/// still lets others create names in it, so it counts too.
+fn writable_by_others(path: &Path, walk: bool) -> Option<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let Ok(meta) = fs_err::symlink_metadata(&current) else {
+            continue;
+        };
+        if meta.is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Some((current, mode));
+        }
+        if walk
+            && meta.is_dir()
+            && let Ok(entries) = fs_err::read_dir(&current)
+        {
+            stack.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    None
+}
+
+/// A warning said once per process (the cache is set up several times per command).
+fn warn_once(message: String) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    if let Ok(mut said) = SAID.lock() {
+        if said.contains(&message) {
+            return;
+        }
+        said.push(message.clone());
+    }
+    eprintln!("airlock: {message}");
 }
 
 /// What the cache check before an install found.
@@ -60,12 +125,13 @@ struct CachePlan {
 /// Finds each record's cache entry in the layers (in rattler's order) and, for `Verify::Stamp`,
 /// checks it (see [`crate::verify`]). A corrupt entry is removed from the writable cache, or
 /// excluded from a read-only layer, so that rattler fetches the package again.
-fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> CachePlan {
+fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> Result<CachePlan> {
+    let trusted = trusted_layers(settings);
     let layers: Vec<&PathBuf> = std::iter::once(&settings.pkgs_dir)
-        .chain(settings.pkgs_layers.iter())
+        .chain(trusted.iter())
         .collect();
     let stamp = settings.verify == Verify::Stamp;
-    let check_one = |record: &RepoDataRecord| -> (Option<PathBuf>, Vec<usize>) {
+    let check_one = |record: &RepoDataRecord| -> Result<(Option<PathBuf>, Vec<usize>)> {
         let name = crate::verify::entry_name(record);
         let mut excluded = Vec::new();
         for (index, layer) in layers.iter().enumerate() {
@@ -73,12 +139,28 @@ fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> CachePlan {
             if !entry.is_dir() {
                 continue;
             }
+            // The paths the entry lists are checked before any check below (ours or
+            // rattler's) stats or hashes a file by them.
+            if index > 0
+                && let Some((path, mode)) = writable_by_others(&entry, true)
+            {
+                warn_once(format!(
+                    "the cached package {} in a shared cache is not used: {} is writable by others than its owner (mode {mode:o}); fetching it into your own cache",
+                    entry.display(),
+                    path.display()
+                ));
+                excluded.push(index);
+                continue;
+            }
+            let listed =
+                crate::package_paths::read_listed(&record.identifier.to_string(), &entry, None)?;
+            crate::package_paths::check_entry(&listed)?;
             if !stamp {
-                return (Some(entry), excluded);
+                return Ok((Some(entry), excluded));
             }
             match crate::verify::check_entry(&settings.pkgs_dir, &entry, record) {
                 crate::verify::Check::Stamped | crate::verify::Check::Verified => {
-                    return (Some(entry), excluded);
+                    return Ok((Some(entry), excluded));
                 }
                 crate::verify::Check::Corrupt(reason) => {
                     tracing::warn!(
@@ -97,7 +179,7 @@ fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> CachePlan {
                 }
             }
         }
-        (None, excluded)
+        Ok((None, excluded))
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
@@ -106,13 +188,20 @@ fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> CachePlan {
     let results: Vec<(Option<PathBuf>, Vec<usize>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = records
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|r| check_one(r)).collect::<Vec<_>>()))
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|r| check_one(r))
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+        let mut all = Vec::with_capacity(records.len());
+        for handle in handles {
+            all.extend(handle.join().unwrap_or_else(|_| Ok(Vec::new()))?);
+        }
+        Ok::<_, EnvError>(all)
+    })?;
     let mut plan = CachePlan::default();
     for (i, (record, (entry, excluded))) in records.iter().zip(results).enumerate() {
         match entry {
@@ -128,7 +217,7 @@ fn check_cache(settings: &Settings, records: &[&RepoDataRecord]) -> CachePlan {
             }
         }
     }
-    plan
+    Ok(plan)
 }
 
 /// rattler hard-links from the cache only when the cache entry and the prefix are on the same
@@ -144,6 +233,24 @@ fn notice_copies(prefix: &Path, shown_prefix: &Path, caches: &[PathBuf]) {
     if let Some(cache) = other {
         eprintln!(
             "airlock: the package cache {} is on another filesystem than {}: files are copied, not hard-linked",
+            cache.display(),
+            shown_prefix.display()
+        );
+        return;
+    }
+    // With `fs.protected_hardlinks` (the default on Linux), only root may hard-link a file it
+    // neither owns nor can write: rattler then copies, file by file, without a word.
+    let me = nix::unistd::geteuid();
+    let protected =
+        fs_err::read_to_string("/proc/sys/fs/protected_hardlinks").is_ok_and(|v| v.trim() == "1");
+    if protected
+        && !me.is_root()
+        && let Some(cache) = caches
+            .iter()
+            .find(|c| fs_err::metadata(c).is_ok_and(|m| m.uid() != me.as_raw()))
+    {
+        eprintln!(
+            "airlock: the package cache {} belongs to another user: the kernel does not let you hard-link its files (fs.protected_hardlinks), so they are copied into {}",
             cache.display(),
             shown_prefix.display()
         );
@@ -229,7 +336,28 @@ pub fn pip_pending(prefix: &Path) -> bool {
 /// has finished.
 pub fn backup_dir(target: &Path) -> PathBuf {
     let name = target.file_name().unwrap_or_default().to_string_lossy();
-    target.with_file_name(format!(".{name}{BACKUP_MARKER}{}", owner_tag()))
+    target.with_file_name(format!(
+        ".{name}{BACKUP_MARKER}{}+{}",
+        owner_tag(),
+        unpredictable()
+    ))
+}
+
+/// 16 hex digits from the system's random source, for names beside an environment: in a
+/// shared sticky directory (`-p /shared/envs/x`) another user could otherwise create the
+/// name first and block the install (issue 22, item 7).
+fn unpredictable() -> String {
+    let mut bytes = [0_u8; 8];
+    let read = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if read.is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let now = u64::try_from(now & u128::from(u64::MAX)).unwrap_or_default();
+        bytes = (now ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    }
+    hex::encode(bytes)
 }
 
 const BACKUP_MARKER: &str = ".airlock-backup-";
@@ -270,11 +398,32 @@ pub fn clean_stale_staging(parent: &Path) {
     names.sort();
     for name in &names {
         let path = parent.join(name);
-        if let Some((_, owner)) = name.rsplit_once(STAGING_MARKER) {
-            if owner_gone(owner) {
-                tracing::info!("removing stale staging directory {}", path.display());
-                remove_or_warn(&path);
+        // Only directories are ours to clean up or put back: a file or a symbolic link under
+        // such a name was made by someone else (another user, in a shared directory).
+        if !fs_err::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        if let Some((env, owner)) = name.rsplit_once(STAGING_MARKER) {
+            if !owner_gone(owner) {
+                continue;
             }
+            // An environment set aside by a swap that was killed before the new one was in
+            // place (see `swap_into_place`): put it back.
+            let target = env.strip_prefix('.').map(|env| parent.join(env));
+            if owner.starts_with("old-")
+                && let Some(target) = target.filter(|t| !t.exists())
+            {
+                tracing::warn!(
+                    "{}: an update was interrupted while it swapped the environment; putting the old one back",
+                    target.display()
+                );
+                if let Err(e) = fs_err::rename(&path, &target) {
+                    tracing::warn!("could not put back {}: {e}", target.display());
+                }
+                continue;
+            }
+            tracing::info!("removing stale staging directory {}", path.display());
+            remove_or_warn(&path);
         } else if let Some((env, owner)) = name
             .strip_prefix('.')
             .and_then(|n| n.rsplit_once(BACKUP_MARKER))
@@ -284,7 +433,7 @@ pub fn clean_stale_staging(parent: &Path) {
             }
             let target = parent.join(env);
             let unfinished = fs_err::read_to_string(target.join("conda-meta").join(PIP_PENDING))
-                .is_ok_and(|mark| mark.trim() == owner);
+                .is_ok_and(|mark| mark.trim() == owner_without_suffix(owner));
             if unfinished || !target.exists() {
                 tracing::warn!(
                     "{}: its pip: step was interrupted; putting back the environment it replaced",
@@ -317,6 +466,12 @@ fn remove_or_warn(path: &Path) {
     }
 }
 
+/// `PID@HOST` of a name's owner part, without the unpredictable `+SUFFIX` (names made before
+/// it have none).
+fn owner_without_suffix(tag: &str) -> &str {
+    tag.split_once('+').map_or(tag, |(owner, _)| owner)
+}
+
 /// `PID@HOST` of this process: the owner written into staging and backup names and into the
 /// [`PIP_PENDING`] mark. The host counts because an envs directory in a home directory is
 /// often shared by several machines (NFS on a cluster): another machine's process ids mean
@@ -339,7 +494,7 @@ fn owner_tag() -> String {
 /// Whether the owner of a leftover (`PID@HOST`, `old-PID@HOST`, or an older bare `PID`) is
 /// gone: a process of this machine that no longer runs. Another machine's is never gone.
 fn owner_gone(tag: &str) -> bool {
-    let tag = tag.trim();
+    let tag = owner_without_suffix(tag.trim());
     let tag = tag.strip_prefix("old-").unwrap_or(tag);
     let (pid, host) = tag.split_once('@').unwrap_or((tag, ""));
     if !host.is_empty() && owner_tag().split_once('@').map(|(_, h)| h) != Some(host) {
@@ -373,9 +528,10 @@ pub fn staging_dir(target: &Path) -> Result<PathBuf> {
         .parent()
         .ok_or_else(|| EnvError::InvalidName(target.display().to_string()))?;
     Ok(parent.join(format!(
-        ".{}{STAGING_MARKER}{}",
+        ".{}{STAGING_MARKER}{}+{}",
         name.to_string_lossy(),
-        owner_tag()
+        owner_tag(),
+        unpredictable()
     )))
 }
 
@@ -399,27 +555,85 @@ pub async fn create(
         return Err(EnvError::EnvironmentExists(target.to_path_buf()));
     }
     let staging = staging_dir(target)?;
-    if staging.exists() {
-        fs_err::remove_dir_all(&staging)?;
-    }
+    // Created here, exclusively (`mkdir` fails on anything already there, a symbolic link
+    // included), under a name no one can guess.
+    fs_err::create_dir(&staging)?;
     let result = install_into(settings, &staging, Some(target), records, options, &[]).await;
     if let Err(e) = result {
         remove_staging(&staging).await;
         return Err(e);
     }
     if target.exists() {
-        let old = parent.join(format!(
-            ".{}{STAGING_MARKER}old-{}",
-            target.file_name().unwrap_or_default().to_string_lossy(),
-            owner_tag()
-        ));
-        fs_err::rename(target, &old)?;
-        fs_err::rename(&staging, target)?;
-        fs_err::remove_dir_all(&old)?;
+        swap_into_place(&staging, target)?;
     } else {
         fs_err::rename(&staging, target)?;
     }
     Ok(())
+}
+
+/// Puts the complete environment `staging` in the place of the existing `target`, so that
+/// at every moment (a kill included) one of the two is there. On Linux the two directories
+/// are exchanged in one step (`renameat2(RENAME_EXCHANGE)`) and the old one, now under the
+/// staging name, is removed (after a kill, the next run's [`clean_stale_staging`] removes
+/// it). Where the filesystem cannot exchange (`EINVAL` on some network filesystems, other
+/// systems), `target` is first renamed aside under an `old-` name: a kill between the two
+/// renames leaves that, and the next run puts it back.
+fn swap_into_place(staging: &Path, target: &Path) -> Result<()> {
+    let kill_at = std::env::var(TEST_KILL_AT).unwrap_or_default();
+    if kill_at != "rename" && exchange(staging, target).map_err(|e| EnvError::io(target, e))? {
+        test_kill_point(&kill_at, "exchange");
+        remove_or_warn(staging);
+        return Ok(());
+    }
+    let old = old_dir(target);
+    fs_err::rename(target, &old)?;
+    test_kill_point(&kill_at, "rename");
+    if let Err(e) = fs_err::rename(staging, target) {
+        let _ = fs_err::rename(&old, target);
+        return Err(e.into());
+    }
+    remove_or_warn(&old);
+    Ok(())
+}
+
+/// Where [`swap_into_place`] puts the environment it replaces when it cannot exchange.
+fn old_dir(target: &Path) -> PathBuf {
+    target.with_file_name(format!(
+        ".{}{STAGING_MARKER}old-{}+{}",
+        target.file_name().unwrap_or_default().to_string_lossy(),
+        owner_tag(),
+        unpredictable()
+    ))
+}
+
+/// Test hook, for the kill test of issue 22 (item 5): `AIRLOCK_TEST_KILL_AT=exchange` kills
+/// the process right after the exchange, `rename` takes the two-rename path and kills it
+/// between the renames. Unset in normal use.
+const TEST_KILL_AT: &str = "AIRLOCK_TEST_KILL_AT";
+
+fn test_kill_point(wanted: &str, here: &str) {
+    if wanted == here {
+        eprintln!("airlock: {TEST_KILL_AT}={here}: killing this process");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Exchanges the directories `a` and `b` in one step; `false` when this system or filesystem
+/// cannot.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::NOTSUP | Errno::PERM) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> std::io::Result<bool> {
+    Ok(false)
 }
 
 /// Brings an existing environment to exactly `records`, atomically like [`create`]: the
@@ -438,10 +652,8 @@ pub async fn update(
         .parent()
         .ok_or_else(|| EnvError::InvalidName(prefix.display().to_string()))?;
     clean_stale_staging(parent);
+    // `clone_tree` creates it exclusively.
     let staging = staging_dir(prefix)?;
-    if staging.exists() {
-        fs_err::remove_dir_all(&staging)?;
-    }
     let result = async {
         let (from, to) = (prefix.to_path_buf(), staging.clone());
         tokio::task::spawn_blocking(move || clone_tree(&from, &to))
@@ -462,18 +674,7 @@ pub async fn update(
         remove_staging(&staging).await;
         return Err(e);
     }
-    let old = parent.join(format!(
-        ".{}{STAGING_MARKER}old-{}",
-        prefix.file_name().unwrap_or_default().to_string_lossy(),
-        owner_tag()
-    ));
-    fs_err::rename(prefix, &old)?;
-    if let Err(e) = fs_err::rename(&staging, prefix) {
-        let _ = fs_err::rename(&old, prefix);
-        return Err(e.into());
-    }
-    fs_err::remove_dir_all(&old)?;
-    Ok(())
+    swap_into_place(&staging, prefix)
 }
 
 /// Recreates the tree `from` at `to`: directories made, files hard-linked (copied when they
@@ -546,7 +747,7 @@ async fn install_into(
             check_cache(&settings, &refs)
         })
         .await
-        .map_err(|e| EnvError::io(prefix, std::io::Error::other(e)))?
+        .map_err(|e| EnvError::io(prefix, std::io::Error::other(e)))??
     };
     let mut caches: Vec<PathBuf> = plan
         .sources
@@ -600,12 +801,38 @@ async fn install_into(
         )
         .await?;
     } else {
+        // The packages the `Installer` will link (new, changed, and `noarch: python` ones
+        // relinked for a new Python), each checked before any is linked (`package_paths`).
+        let transaction = Transaction::from_current_and_desired(
+            installed.iter(),
+            records.iter(),
+            None,
+            None,
+            platform,
+        )
+        .map_err(|e| install_error(error_chain(&e)))?;
+        let linking: Vec<&RepoDataRecord> = transaction
+            .operations
+            .iter()
+            .filter_map(|op| op.record_to_install().copied())
+            .collect();
+        crate::link::check_before_installer(
+            &cache,
+            &settings.pkgs_dir,
+            prefix,
+            &linking,
+            transaction.python_info.as_ref(),
+        )
+        .await?;
         let mut installer = Installer::new()
             .with_package_cache(cache)
             .with_target_platform(platform)
             .with_requested_specs(options.requested_specs.clone())
             .with_installed_packages(installed.to_vec())
             .with_alternative_target_prefix(target)
+            .with_download_client(rattler_networking::LazyClient::new(
+                crate::credentials::client,
+            ))
             .with_link_options(LinkOptions {
                 allow_symbolic_links: Some(symlinks),
                 allow_hard_links: None,
@@ -705,7 +932,11 @@ fn write_history(
     };
     let date = options.history_date.clone().unwrap_or_else(now_string);
     let _ = writeln!(text, "==> {date} <==");
-    let _ = writeln!(text, "# cmd: {}", options.command_line);
+    let _ = writeln!(
+        text,
+        "# cmd: {}",
+        crate::credentials::redact(&options.command_line)
+    );
     let _ = writeln!(text, "# airlock version: {}", env!("CARGO_PKG_VERSION"));
     for removed in before.iter().filter(|d| !after.contains(d)) {
         let _ = writeln!(text, "-{removed}");
@@ -814,6 +1045,10 @@ pub fn format_unix_seconds(secs: u64) -> String {
 }
 
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    crate::credentials::scrub(&error_chain_unscrubbed(error))
+}
+
+fn error_chain_unscrubbed(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {

@@ -20,6 +20,7 @@
 
 pub mod activate;
 pub mod config;
+pub mod credentials;
 pub mod envs;
 pub mod error;
 pub mod export;
@@ -27,6 +28,7 @@ pub mod install;
 mod link;
 pub mod lock;
 pub mod ops;
+pub mod package_paths;
 pub mod pip;
 pub mod pypi;
 pub mod solve;

@@ -112,7 +112,7 @@ pub(crate) async fn link_new_prefix(
     let requested = requested_by_name(new.requested_specs);
     // Built on first use only: making a client reads the system's CA certificates, which a
     // `file://` channel or a warm cache never needs (`LazyClient::default()` builds it now).
-    let client = LazyClient::new(Default::default);
+    let client = LazyClient::new(crate::credentials::client);
     // Largest first, as rattler does, so the long links start early.
     let mut order: Vec<usize> = (0..records.len()).collect();
     order.sort_by_key(|&i| {
@@ -123,13 +123,49 @@ pub(crate) async fn link_new_prefix(
                 .unwrap_or(0),
         )
     });
-    let mut pending = FuturesUnordered::new();
-    for index in order {
+    // Every package is fetched, and every path they list checked, before anything is linked
+    // (`package_paths`): a package could otherwise reach outside the environment through a
+    // symbolic link another package of the same transaction links first.
+    let mut fetching = FuturesUnordered::new();
+    for &index in &order {
         let Some(record) = records.get(index) else {
             continue;
         };
         let reporter = new.reporter.clone();
-        let (cache, client, prefix, link) = (&new.cache, &client, &prefix, &link);
+        let (cache, client) = (&new.cache, &client);
+        fetching.push(async move {
+            if let Some(r) = &reporter {
+                r.on_transaction_operation_start(index);
+            }
+            let entry = fetch(cache, client, record, reporter, index).await?;
+            Ok::<_, String>((index, entry))
+        });
+    }
+    let mut entries = Vec::with_capacity(records.len());
+    while let Some(result) = fetching.next().await {
+        entries.push(result.map_err(install_error)?);
+    }
+    drop(fetching);
+    let listed: Vec<(String, PathBuf)> = entries
+        .iter()
+        .filter_map(|(index, entry)| {
+            let record = records.get(*index)?;
+            Some((record.identifier.to_string(), entry.path().to_path_buf()))
+        })
+        .collect();
+    restrict_modes(new.stamp_into.0, &listed)?;
+    let checked = crate::package_paths::check_entries(
+        prefix.path(),
+        &listed,
+        transaction.python_info.as_ref(),
+    )?;
+    let mut pending = FuturesUnordered::new();
+    for ((index, entry), checked) in entries.into_iter().zip(checked) {
+        let Some(record) = records.get(index) else {
+            continue;
+        };
+        let reporter = new.reporter.clone();
+        let (prefix, link) = (&prefix, &link);
         let mut options = base.clone();
         let requested_spec = requested
             .iter()
@@ -137,13 +173,9 @@ pub(crate) async fn link_new_prefix(
             .map(|(_, spec)| spec.clone())
             .collect();
         pending.push(async move {
-            if let Some(r) = &reporter {
-                r.on_transaction_operation_start(index);
-            }
-            let entry = fetch(cache, client, record, reporter.clone(), index).await?;
             let link_index = reporter.as_ref().map(|r| r.on_link_start(index, record));
-            options.index_json = entry.index_json().cloned();
-            options.paths_json = entry.paths_json().cloned();
+            options.index_json = Some(checked.index_json);
+            options.paths_json = Some(checked.paths_json);
             let job = LinkJob {
                 stamp_into: new
                     .stamp_into
@@ -247,6 +279,56 @@ fn requested_by_name(specs: &[MatchSpec]) -> Vec<(PackageName, String)> {
             Some((name.clone(), spec.to_string()))
         })
         .collect()
+}
+
+/// Before rattler's `Installer` links `records` into `staging` (an update): brings each into
+/// the package cache and checks every path they list (`package_paths`), so that nothing of
+/// them is linked when one would leave the environment. The `Installer` then finds them in the
+/// cache. `python` is the Python of the environment after the update.
+pub(crate) async fn check_before_installer(
+    cache: &PackageCache,
+    pkgs_dir: &Path,
+    staging: &Path,
+    records: &[&RepoDataRecord],
+    python: Option<&rattler::install::PythonInfo>,
+) -> Result<()> {
+    let install_error = |message: String| EnvError::Install {
+        prefix: staging.to_path_buf(),
+        message,
+    };
+    let client = LazyClient::new(crate::credentials::client);
+    let mut fetching: FuturesUnordered<_> = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| {
+            let client = &client;
+            async move {
+                let entry = fetch(cache, client, record, None, index).await?;
+                Ok::<_, String>((record.identifier.to_string(), entry.path().to_path_buf()))
+            }
+        })
+        .collect();
+    let mut listed = Vec::with_capacity(records.len());
+    while let Some(result) = fetching.next().await {
+        listed.push(result.map_err(install_error)?);
+    }
+    restrict_modes(pkgs_dir, &listed)?;
+    crate::package_paths::check_entries(staging, &listed, python)?;
+    Ok(())
+}
+
+/// [`crate::package_paths::restrict_modes`] for the entries in the user's own cache
+/// (`pkgs_dir`); another user's layer is not ours to change.
+fn restrict_modes(pkgs_dir: &Path, entries: &[(String, PathBuf)]) -> Result<()> {
+    for (package, entry) in entries {
+        if entry.starts_with(pkgs_dir) {
+            crate::package_paths::restrict_modes(entry).map_err(|e| EnvError::Install {
+                prefix: entry.clone(),
+                message: format!("{package}: restricting the modes of its cached files: {e}"),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Brings `record` into the package cache (or finds it there), as rattler's installer does:

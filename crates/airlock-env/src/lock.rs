@@ -166,6 +166,16 @@ pub fn read(path: &Path, platform: Subdir) -> Result<LockedPlatform> {
             .as_normalized()
             .cmp(b.package_record.name.as_normalized())
     });
+    // A lock written elsewhere may carry credentials in its URLs: used for the downloads,
+    // never copied into the environment's records (`credentials`).
+    for record in &mut records {
+        if let Ok(url) = url::Url::parse(&crate::credentials::strip(record.url.as_str())) {
+            record.url = url;
+        }
+        if let Some(channel) = &mut record.channel {
+            *channel = crate::credentials::strip(channel);
+        }
+    }
     let mut pypi: Vec<PypiPackageData> = environment
         .pypi_packages(locked_platform)
         .map(|packages| packages.cloned().collect())
@@ -174,7 +184,7 @@ pub fn read(path: &Path, platform: Subdir) -> Result<LockedPlatform> {
     let channels = environment
         .channels()
         .iter()
-        .map(|c| c.url.clone())
+        .map(|c| crate::credentials::strip(&c.url))
         .collect();
     Ok(LockedPlatform {
         records,

@@ -55,10 +55,13 @@ pub fn current_platform() -> Subdir {
 }
 
 /// Resolves a channel name, URL or path against the configured alias.
+/// Credentials in a URL are taken out here and kept for the HTTP client only
+/// ([`crate::credentials`]): the channel, and every record of it, has the clean URL.
 pub fn resolve_channel(text: &str, config: &ChannelConfig) -> Result<Channel> {
-    Channel::from_str(text, config).map_err(|e| EnvError::InvalidChannel {
-        channel: text.to_owned(),
-        message: e.to_string(),
+    let text = crate::credentials::strip(text);
+    Channel::from_str(&text, config).map_err(|e| EnvError::InvalidChannel {
+        channel: text.clone(),
+        message: crate::credentials::redact(&e.to_string()),
     })
 }
 
@@ -119,6 +122,9 @@ pub fn check_channels(channels: &[(String, Channel)], settings: &Settings) -> Re
 /// A gateway with the repodata cache and package cache of `settings`.
 pub fn gateway(settings: &Settings) -> Gateway {
     Gateway::builder()
+        .with_client(rattler_networking::LazyClient::new(
+            crate::credentials::client,
+        ))
         .with_cache_dir(settings.repodata_cache.clone())
         .with_package_cache(crate::install::package_cache(settings))
         .finish()
@@ -152,7 +158,7 @@ pub async fn solve(settings: &Settings, request: &SolveRequest) -> Result<Soluti
     for text in &written {
         let channel = resolve_channel(text, &config)?;
         if !channels.iter().any(|(_, c)| c.base_url == channel.base_url) {
-            channels.push((text.clone(), channel));
+            channels.push((crate::credentials::strip(text), channel));
         }
     }
     for spec in &specs {

@@ -39,6 +39,15 @@ pub struct PackageFile {
     pub executable: bool,
     /// Whether the file contains [`PREFIX_PLACEHOLDER`] to be replaced at install time.
     pub has_prefix: bool,
+    /// A mode other than 0644 / 0755 for the file in the archive.
+    pub mode: Option<u32>,
+    /// Makes the entry a symbolic link to this target (`path_type: softlink`).
+    pub symlink_to: Option<String>,
+    /// The path the package's metadata (`paths.json`, `info/files`, `info/has_prefix`) lists
+    /// for this file, when it is not `path`: how tests build hostile packages.
+    pub listed_as: Option<String>,
+    /// The file is in the archive but not in the package's metadata.
+    pub unlisted: bool,
 }
 
 impl PackageFile {
@@ -49,7 +58,49 @@ impl PackageFile {
             contents: contents.into(),
             executable: false,
             has_prefix: false,
+            mode: None,
+            symlink_to: None,
+            listed_as: None,
+            unlisted: false,
         }
+    }
+
+    /// A symbolic link at `path` pointing to `target`.
+    pub fn symlink(path: &str, target: &str) -> Self {
+        Self {
+            symlink_to: Some(target.to_owned()),
+            ..Self::data(path, "")
+        }
+    }
+
+    /// The file is listed in the package's metadata as `listed` instead of its own path.
+    #[must_use]
+    pub fn listed_as(mut self, listed: &str) -> Self {
+        self.listed_as = Some(listed.to_owned());
+        self
+    }
+
+    /// The file is in the archive but not listed in the package's metadata.
+    #[must_use]
+    pub fn unlisted(mut self) -> Self {
+        self.unlisted = true;
+        self
+    }
+
+    /// The file carries `mode` in the archive (rattler's archive writer keeps only whether
+    /// it is executable: 0644 or 0755; tests that need other modes rewrite the archive).
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// The file is marked for prefix replacement (its contents should hold
+    /// [`PREFIX_PLACEHOLDER`]).
+    #[must_use]
+    pub fn with_prefix(mut self) -> Self {
+        self.has_prefix = true;
+        self
     }
 
     /// An executable shell script in `bin/` that knows its prefix, like a conda entry point.
@@ -59,6 +110,10 @@ impl PackageFile {
             contents: format!("#!/bin/sh\nPREFIX=\"{PREFIX_PLACEHOLDER}\"\n{body}\n").into_bytes(),
             executable: true,
             has_prefix: true,
+            mode: None,
+            symlink_to: None,
+            listed_as: None,
+            unlisted: false,
         }
     }
 }
@@ -87,6 +142,8 @@ pub struct PackageBuild {
     /// `Some` for a `noarch: python` package: its entry points (`name = module:function`),
     /// written to `info/link.json`. Its files are given as `site-packages/...`.
     pub python_entry_points: Option<Vec<String>>,
+    /// Writes only the older metadata (`info/files`, `info/has_prefix`), no `paths.json`.
+    pub legacy_metadata: bool,
 }
 
 impl PackageBuild {
@@ -106,6 +163,7 @@ impl PackageBuild {
             )],
             format: ArchiveFormat::Conda,
             python_entry_points: None,
+            legacy_metadata: false,
         }
     }
 
@@ -145,6 +203,13 @@ impl PackageBuild {
         self
     }
 
+    /// Writes only `info/files` and `info/has_prefix`, as packages built before `paths.json`.
+    #[must_use]
+    pub fn legacy_metadata(mut self) -> Self {
+        self.legacy_metadata = true;
+        self
+    }
+
     /// Sets the archive format.
     #[must_use]
     pub fn format(mut self, format: ArchiveFormat) -> Self {
@@ -177,24 +242,34 @@ impl PackageBuild {
             if let Some(parent) = target.parent() {
                 fs_err::create_dir_all(parent)?;
             }
-            fs_err::write(&target, &file.contents)?;
-            set_mode(&target, if file.executable { 0o755 } else { 0o644 })?;
-            let sha = rattler_digest::compute_bytes_digest::<Sha256>(&file.contents);
-            let mut entry = json!({
-                "_path": file.path,
-                "path_type": "hardlink",
-                "sha256": hex::encode(sha),
-                "size_in_bytes": file.contents.len(),
-            });
+            let listed = file.listed_as.as_deref().unwrap_or(&file.path);
+            let mut entry = if let Some(link) = &file.symlink_to {
+                symlink(link, &target)?;
+                json!({ "_path": listed, "path_type": "softlink" })
+            } else {
+                fs_err::write(&target, &file.contents)?;
+                let default = if file.executable { 0o755 } else { 0o644 };
+                set_mode(&target, file.mode.unwrap_or(default))?;
+                let sha = rattler_digest::compute_bytes_digest::<Sha256>(&file.contents);
+                json!({
+                    "_path": listed,
+                    "path_type": "hardlink",
+                    "sha256": hex::encode(sha),
+                    "size_in_bytes": file.contents.len(),
+                })
+            };
+            paths.push(target);
+            if file.unlisted {
+                continue;
+            }
             if file.has_prefix {
                 if let Some(obj) = entry.as_object_mut() {
                     obj.insert("file_mode".into(), json!("text"));
                     obj.insert("prefix_placeholder".into(), json!(PREFIX_PLACEHOLDER));
                 }
-                let _ = writeln!(has_prefix, "{PREFIX_PLACEHOLDER} text {}", file.path);
+                let _ = writeln!(has_prefix, "{PREFIX_PLACEHOLDER} text {listed}");
             }
             entries.push(entry);
-            paths.push(target);
         }
         let (platform, arch) = match self.subdir.as_str() {
             "noarch" => (None, None),
@@ -242,10 +317,12 @@ impl PackageBuild {
             Ok(path)
         };
         paths.push(write_json("index.json", &index)?);
-        paths.push(write_json(
-            "paths.json",
-            &json!({ "paths": entries, "paths_version": 1 }),
-        )?);
+        if !self.legacy_metadata {
+            paths.push(write_json(
+                "paths.json",
+                &json!({ "paths": entries, "paths_version": 1 }),
+            )?);
+        }
         if let Some(entry_points) = &self.python_entry_points {
             paths.push(write_json(
                 "link.json",
@@ -255,11 +332,15 @@ impl PackageBuild {
                 }),
             )?);
         }
-        let files_list = self.files.iter().fold(String::new(), |mut text, f| {
-            text.push_str(&f.path);
-            text.push('\n');
-            text
-        });
+        let files_list =
+            self.files
+                .iter()
+                .filter(|f| !f.unlisted)
+                .fold(String::new(), |mut text, f| {
+                    text.push_str(f.listed_as.as_deref().unwrap_or(&f.path));
+                    text.push('\n');
+                    text
+                });
         let files_path = info.join("files");
         fs_err::write(&files_path, files_list)?;
         paths.push(files_path);
@@ -305,6 +386,19 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(())
+}
+
+#[cfg(unix)]
+fn symlink(target: &str, path: &Path) -> Result<()> {
+    std::os::unix::fs::symlink(target, path).map_err(|e| EnvError::io(path, e))
+}
+
+#[cfg(not(unix))]
+fn symlink(_target: &str, path: &Path) -> Result<()> {
+    Err(EnvError::io(
+        path,
+        std::io::Error::other("symbolic links in test packages need unix"),
+    ))
 }
 
 #[cfg(not(unix))]
@@ -448,6 +542,10 @@ pub fn test_packages() -> Vec<PackageBuild> {
                 contents: format!("prefix = {PREFIX_PLACEHOLDER}\n").into_bytes(),
                 executable: false,
                 has_prefix: true,
+                mode: None,
+                symlink_to: None,
+                listed_as: None,
+                unlisted: false,
             }),
         PackageBuild::new("needs-old-foo", "1.0").depends(&["libfoo <1.0"]),
         PackageBuild::new("gpu-kernels", "1.0")

@@ -144,6 +144,8 @@ fn stamp_lines(entry: &Path, paths: &PathsJson) -> Option<String> {
             (PathBuf::from("info/paths.json"), None),
         ]);
     for (rel, size) in files {
+        // Never a stat outside the entry (`package_paths` refuses such packages earlier).
+        crate::package_paths::check_relative("", &rel).ok()?;
         let meta = fs_err::symlink_metadata(entry.join(&rel)).ok()?;
         if size.is_some_and(|size| size != meta.len()) {
             return None;

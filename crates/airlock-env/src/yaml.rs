@@ -85,12 +85,13 @@ impl EnvironmentFile {
                         })?));
                 }
                 "channels" => {
+                    let lines = item_lines(text, "channels");
                     for (i, item) in sequence(value, key_line, "channels", path)?
                         .iter()
                         .enumerate()
                     {
                         let field = format!("channels[{i}]");
-                        let line = item_line(text, "channels", i).unwrap_or(key_line);
+                        let line = lines.get(i).copied().unwrap_or(key_line);
                         let channel = scalar(item).ok_or_else(|| {
                             err(line, &field, "expected a channel name or URL".into())
                         })?;
@@ -98,12 +99,13 @@ impl EnvironmentFile {
                     }
                 }
                 "dependencies" => {
+                    let lines = item_lines(text, "dependencies");
                     for (i, item) in sequence(value, key_line, "dependencies", path)?
                         .iter()
                         .enumerate()
                     {
                         let field = format!("dependencies[{i}]");
-                        let line = item_line(text, "dependencies", i).unwrap_or(key_line);
+                        let line = lines.get(i).copied().unwrap_or(key_line);
                         match item {
                             Value::String(spec) => {
                                 MatchSpec::from_str(spec, ParseStrictness::Lenient).map_err(
@@ -251,14 +253,15 @@ fn top_level_line(text: &str, key: &str) -> usize {
         .map_or(0, |i| i + 1)
 }
 
-/// The 1-based line of the `index`-th `- ` item under a top-level `key:` (block style only).
-fn item_line(text: &str, key: &str, index: usize) -> Option<usize> {
+/// The 1-based lines of the `- ` items under a top-level `key:` (block style only), in one
+/// pass: looking each item up from the top made a long `dependencies:` quadratic (issue 22).
+fn item_lines(text: &str, key: &str) -> Vec<usize> {
     let start = top_level_line(text, key);
+    let mut lines = Vec::new();
     if start == 0 {
-        return None;
+        return lines;
     }
     let mut item_indent = None;
-    let mut seen = 0;
     for (offset, line) in text.lines().enumerate().skip(start) {
         let trimmed = line.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -266,19 +269,13 @@ fn item_line(text: &str, key: &str, index: usize) -> Option<usize> {
         }
         let indent = line.len() - trimmed.len();
         if indent == 0 && !trimmed.starts_with('-') {
-            return None;
+            break;
         }
-        if trimmed.starts_with('-') {
-            let expected = *item_indent.get_or_insert(indent);
-            if indent == expected {
-                if seen == index {
-                    return Some(offset + 1);
-                }
-                seen += 1;
-            }
+        if trimmed.starts_with('-') && indent == *item_indent.get_or_insert(indent) {
+            lines.push(offset + 1);
         }
     }
-    None
+    lines
 }
 
 #[cfg(test)]
@@ -320,6 +317,44 @@ mod tests {
             .to_string();
         assert!(err.starts_with("env.yml:"), "{err}");
         assert!(!err.starts_with("env.yml:0"), "{err}");
+    }
+
+    /// Issue 22, item 7: parsing grows linearly with the number of dependencies (it was
+    /// quadratic: 20,000 took 7.7 s). Eight times the dependencies may take at most 24 times
+    /// as long (linear is 8, quadratic 64); the smaller run is repeated to steady the clock.
+    #[test]
+    fn issue_22_parsing_is_linear_in_the_number_of_dependencies() {
+        use std::fmt::Write as _;
+        let document = |n: usize| {
+            let mut text = String::from("name: big\ndependencies:\n");
+            for i in 0..n {
+                let _ = writeln!(text, "  - pkg{i} >=1.{i}");
+            }
+            text
+        };
+        let time = |n: usize| {
+            let text = document(n);
+            let start = std::time::Instant::now();
+            let env = EnvironmentFile::parse(Path::new("big.yml"), &text).unwrap();
+            assert_eq!(env.specs.len(), n);
+            start.elapsed()
+        };
+        let small = (0..3).map(|_| time(2_500)).min().unwrap();
+        let large = time(20_000);
+        assert!(
+            large < small * 24,
+            "2,500 dependencies: {small:?}, 20,000: {large:?}"
+        );
+        // Errors still name the right line deep in a long list.
+        let mut text = document(5_000);
+        text.push_str("  - [1, 2]\n");
+        let err = EnvironmentFile::parse(Path::new("big.yml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("big.yml:5003: field `dependencies[5000]`"),
+            "{err}"
+        );
     }
 
     #[test]

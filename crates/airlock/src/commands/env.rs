@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use airlock_env::config::{Locations, Overrides, Settings, Verify};
 use airlock_env::envs::Target;
 use airlock_env::export::Detail;
-use airlock_env::{activate, envs, export, ops, solve};
+use airlock_env::{activate, credentials, envs, export, ops, solve};
 use anyhow::Context as _;
 
 /// `AIRLOCK_CHANNEL_ALIAS`: where bare channel names (`conda-forge`) are looked up.
@@ -27,8 +27,24 @@ pub const ENV_CONFIG: &str = "AIRLOCK_CONFIG";
 /// `CONDARC`: conda's own override for `~/.condarc`.
 pub const ENV_CONDARC: &str = "CONDARC";
 
+/// What runs when, said in `airlock env --help` (issue 22: a user should know this before
+/// installing from a file someone sent).
+const WHAT_RUNS: &str = "\
+What runs:
+  A package's pre-link, post-link and pre-unlink scripts never run.
+  Its etc/conda/activate.d/*.sh scripts run on every `env run` and `env shell-hook`
+  activation, and its programs run when you run them: install only from channels you would
+  run programs from.
+  A `pip:` section in an environment.yml can name any package index (--index-url,
+  --extra-index-url lines) and install source distributions, whose build scripts run
+  when an environment is created or updated from the file; read it before using a file
+  someone sent.
+  A package cannot write outside its environment: paths leaving it are refused before
+  anything is linked (see SECURITY.md).";
+
 /// Conda environments built with the rattler crates.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = WHAT_RUNS)]
 pub struct Args {
     #[command(subcommand)]
     command: EnvCommand,
@@ -274,6 +290,11 @@ fn display_name(target: &Target) -> String {
 
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // A channel token goes into request URLs (`/t/TOKEN/`), and HTTP errors quote them.
+    run_command(args).map_err(|e| anyhow::anyhow!(credentials::scrub(&format!("{e:#}"))))
+}
+
+fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     let settings = settings()?;
     match args.command {
         EnvCommand::Create {
