@@ -2824,3 +2824,121 @@ fn issue_22_another_user_cannot_change_a_users_environment_or_cache() {
         }
     }
 }
+
+/// Issue 22, item 4 with real users and a shared group: a lab's cache layer that its group can
+/// write. `airlock-lab-owner`, a member of `airlock-lab`, poisons a file of a cache entry and
+/// rewrites the entry's own `info/paths.json` to match; `airlock-lab-user`, another member,
+/// then makes an environment with that layer configured. The layer is not trusted (the warning
+/// names it and its mode), the package is fetched into the user's own cache, and the
+/// environment has the genuine file.
+#[test]
+fn issue_22_a_layer_the_group_can_write_cannot_poison_another_members_environment() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to make two users and a group");
+        return;
+    }
+    let sh = |cmd: &str| {
+        let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Created once, idempotently (another run may have made them).
+    sh("getent group airlock-lab >/dev/null || groupadd airlock-lab || getent group airlock-lab");
+    for user in ["airlock-lab-owner", "airlock-lab-user"] {
+        sh(&format!(
+            "id {user} >/dev/null 2>&1 || useradd -M -s /bin/sh -G airlock-lab {user} || id {user}"
+        ));
+    }
+    let s = Sandbox::new();
+    let channel = s.path("channel");
+    let data = PackageBuild::new("labdata", "1.0").file(PackageFile::data(
+        "share/labdata/model.txt",
+        "genuine weights\n",
+    ));
+    testchannel::build_channel(&channel, &[data]).unwrap();
+    let url = url::Url::from_directory_path(&channel).unwrap();
+    // The lab's layer: filled once, then owned by the owner and writable by the group.
+    s.ok(&["env", "create", "-n", "seed", "-c", url.as_str(), "labdata"]);
+    let shared = s.path("lab-pkgs");
+    std::fs::rename(s.pkgs_dir(), &shared).unwrap();
+    std::fs::remove_dir_all(s.prefix("seed")).unwrap();
+    sh(&format!(
+        "chown -R airlock-lab-owner:airlock-lab {d} && chmod -R g+w {d}",
+        d = shared.display()
+    ));
+    let entry = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("labdata-1.0-")
+        })
+        .unwrap();
+    // The owner poisons the file and makes the entry's own metadata agree.
+    let poison = r#"
+import hashlib, json, os, sys
+entry = sys.argv[1]
+rel = "share/labdata/model.txt"
+data = b"poisoned weights\n"
+path = os.path.join(entry, rel)
+os.unlink(path)
+with open(path, "wb") as f:
+    f.write(data)
+meta = os.path.join(entry, "info", "paths.json")
+doc = json.load(open(meta))
+for p in doc["paths"]:
+    if p["_path"] == rel:
+        p["sha256"] = hashlib.sha256(data).hexdigest()
+        p["size_in_bytes"] = len(data)
+json.dump(doc, open(meta + ".new", "w"))
+os.replace(meta + ".new", meta)
+"#;
+    let out = Command::new("runuser")
+        .args(["-u", "airlock-lab-owner", "--", "python3", "-c", poison])
+        .arg(&entry)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the owner could not poison the layer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::create_dir_all(s.path("config/airlock")).unwrap();
+    std::fs::write(
+        s.path("config/airlock/config.toml"),
+        format!("pkgs_layers = [\"{}\"]\n", shared.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(s.path(""), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for sub in [
+        "home", "data", "cache", "config", "state", "work", "channel",
+    ] {
+        sh(&format!(
+            "chown -R airlock-lab-user:airlock-lab-user {}",
+            s.path(sub).display()
+        ));
+    }
+    let out = run_as(
+        &s,
+        "airlock-lab-user",
+        &["env", "create", "-n", "mine", "-c", url.as_str(), "labdata"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&shared.display().to_string()),
+        "the untrusted layer is not named: {stderr}"
+    );
+    let got = std::fs::read_to_string(s.prefix("mine").join("share/labdata/model.txt")).unwrap();
+    assert_eq!(
+        got, "genuine weights\n",
+        "a group member poisoned the environment"
+    );
+}
