@@ -78,8 +78,9 @@ pub struct Agent {
     /// Serialises unlock attempts so the growing delay cannot be sidestepped with parallel
     /// connections; the count of consecutive failures lives inside.
     unlock_gate: tokio::sync::Mutex<u32>,
-    /// Counts locks, so a confirmation can tell the agent was locked while it waited.
-    locks: AtomicU64,
+    /// Counts removals and locks, so a request can tell cheaply that nothing was revoked
+    /// while it waited.
+    revocations: AtomicU64,
     /// Woken whenever keys are removed or the agent is locked.
     revoked: tokio::sync::Notify,
     /// Held while a wipe signal is consumed and acted on.
@@ -113,7 +114,7 @@ impl Agent {
             store: Mutex::new(KeyStore::default()),
             lock: Mutex::new(None),
             unlock_gate: tokio::sync::Mutex::new(0),
-            locks: AtomicU64::new(0),
+            revocations: AtomicU64::new(0),
             revoked: tokio::sync::Notify::new(),
             wipe: Mutex::new(()),
             options,
@@ -139,8 +140,12 @@ impl Agent {
     /// returns when the next one expires.
     pub fn expire(&self) -> Option<tokio::time::Instant> {
         let mut store = self.store();
-        for fp in store.expire(tokio::time::Instant::now()) {
+        let expired = store.expire(tokio::time::Instant::now());
+        for fp in &expired {
             tracing::info!(fingerprint = %fp, "key lifetime ended; removed");
+        }
+        if !expired.is_empty() {
+            self.revoke();
         }
         for key in store.keys() {
             key.signer.reshield_if_idle();
@@ -151,8 +156,14 @@ impl Agent {
     /// Remove every key (SIGUSR1, as OpenSSH 10).
     pub fn remove_all(&self) -> usize {
         let n = self.store().clear();
-        self.revoked.notify_waiters();
+        self.revoke();
         n
+    }
+
+    /// Keys were removed or the agent locked: wake the requests that wait for an answer.
+    fn revoke(&self) {
+        self.revocations.fetch_add(1, Ordering::AcqRel);
+        self.revoked.notify_waiters();
     }
 
     /// Act on a pending wipe signal ([`AgentOptions::wipe_signal`]): remove every key. The
@@ -172,24 +183,25 @@ impl Agent {
         }
     }
 
-    /// Whether `key` is no longer the one held for its blob, or the agent was locked after
-    /// `locks` was read.
-    fn revoked_since(&self, key: &StoredKey, locks: u64) -> bool {
-        self.locks.load(Ordering::Acquire) != locks
-            || self.locked()
-            || self
-                .store()
-                .find(&key.blob)
-                .is_none_or(|held| !Arc::ptr_eq(&held.signer, &key.signer))
+    /// Whether, since the revocation count was `since`, the agent was locked or `key` is no
+    /// longer the one held for its blob. Nothing revoked at all (the signing path's usual
+    /// case) is told by the count alone, without a lock.
+    fn revoked_since(&self, key: &StoredKey, since: u64) -> bool {
+        self.revocations.load(Ordering::Acquire) != since
+            && (self.locked()
+                || self
+                    .store()
+                    .find(&key.blob)
+                    .is_none_or(|held| !Arc::ptr_eq(&held.signer, &key.signer)))
     }
 
-    /// Completes when `key` is removed (or replaced) or the agent is locked.
-    async fn until_revoked(&self, key: &StoredKey, locks: u64) {
+    /// Completes when `key` is removed (or replaced) or the agent is locked after `since`.
+    async fn until_revoked(&self, key: &StoredKey, since: u64) {
         loop {
             let woken = self.revoked.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            if self.revoked_since(key, locks) {
+            if self.revoked_since(key, since) {
                 return;
             }
             woken.await;
@@ -316,13 +328,13 @@ impl Agent {
         }
         // A confirmation may take a while: the user can remove the key or lock the agent in
         // the meantime, and then no answer may sign with it.
-        let locks = self.locks.load(Ordering::Acquire);
+        let since = self.revocations.load(Ordering::Acquire);
         let authorized = tokio::select! {
             biased;
             r = self.options.gate.authorize_sign(conn, key.key_ref(), &kind) => r.is_ok(),
-            () = self.until_revoked(&key, locks) => false,
+            () = self.until_revoked(&key, since) => false,
         };
-        if self.revoked_since(&key, locks) {
+        if self.revoked_since(&key, since) {
             self.options.gate.record_other(
                 conn,
                 "sign",
@@ -433,7 +445,7 @@ impl Agent {
         }
         let done = f(&mut self.store());
         if done {
-            self.revoked.notify_waiters();
+            self.revoke();
         }
         self.options.gate.record_other(
             conn,
@@ -472,9 +484,8 @@ impl Agent {
             salt,
             hash: lock_hash(pass, &salt),
         });
-        self.locks.fetch_add(1, Ordering::AcqRel);
         drop(lock);
-        self.revoked.notify_waiters();
+        self.revoke();
         tracing::info!("agent locked");
         Response::Success
     }

@@ -302,7 +302,13 @@ impl Policy for PolicyHandle {
     }
 
     fn lifetime(&self, fingerprint: &str, comment: &str) -> Option<Duration> {
-        self.current().lifetime(fingerprint, comment)
+        let (settled, pending) = self.in_force();
+        let old = settled.lifetime(fingerprint, comment);
+        // The shorter cap of the two while a new text settles.
+        match pending.and_then(|p| p.lifetime(fingerprint, comment)) {
+            Some(new) => Some(old.map_or(new, |o| o.min(new))),
+            None => old,
+        }
     }
 
     fn rsa_min_bits(&self) -> Option<u32> {

@@ -76,10 +76,18 @@ impl PolicyArgs {
     /// The gate: askpass from the environment, the policy (re-read when it changes) and the
     /// audit log.
     pub fn gate(&self) -> anyhow::Result<Gate> {
-        self.check_named_file()?;
         let sources =
             PolicySources::for_user(&paths::home(), self.policy_file(), paths::keys_dir());
         let policy = PolicyHandle::load(sources).context("cannot load the policy")?;
+        // Judged on what was loaded, not on an earlier look at the disk: a named file that is
+        // gone by now must not become "no policy".
+        if self.policy.is_some() && policy.current().is_unrestricted() {
+            self.check_named_file()?;
+            anyhow::bail!(
+                "the policy file {} vanished while it was read",
+                self.policy_file().display()
+            );
+        }
         // Logs, once, that forwarding is unrestricted when there is no policy file.
         let _ = policy.unrestricted_notice();
         let audit: Option<Arc<dyn airlock_agent::policy::AuditSink>> = if self.no_audit {
