@@ -71,6 +71,21 @@ fn write_policy(home: &Home, fp: &str) {
     std::fs::write(&path, format!("{head}{tail}")).unwrap();
 }
 
+/// An agent whose confirmations go to the askpass program `askpass` (forced usable).
+fn agent_with_askpass(home: &Home, askpass: &Path) -> AirlockAgent {
+    AirlockAgent::start_with(
+        home,
+        EXE,
+        &home.runtime_dir().join("airlock-test.sock"),
+        &[],
+        &[
+            ("SSH_ASKPASS", askpass.as_os_str()),
+            ("SSH_ASKPASS_REQUIRE", "force".as_ref()),
+        ],
+    )
+    .unwrap()
+}
+
 /// Item 1: a policy file saved by vim (rename away, write anew), truncated and rewritten, and
 /// deleted and restored, while a forwarded client keeps asking: no signature and no key listed
 /// at any moment, since the policy before and after each save denies both.
@@ -297,17 +312,7 @@ fn a_forwarded_client_that_binds_itself_as_local_gets_no_key_management() {
 fn a_process_of_the_user_cannot_answer_a_confirmation_meant_for_the_person() {
     let home = Home::new().unwrap();
     let askpass = write_script(&home, "askpass.sh", "sleep 3; exit 1");
-    let agent = AirlockAgent::start_with(
-        &home,
-        EXE,
-        &home.runtime_dir().join("airlock-test.sock"),
-        &[],
-        &[
-            ("SSH_ASKPASS", askpass.as_os_str()),
-            ("SSH_ASKPASS_REQUIRE", "force".as_ref()),
-        ],
-    )
-    .unwrap();
+    let agent = agent_with_askpass(&home, &askpass);
     let key = new_key();
     Client::connect(agent.socket())
         .unwrap()
@@ -412,17 +417,7 @@ fn a_confirmation_answered_after_the_key_is_removed_or_the_agent_locked_signs_no
             g = go.display()
         ),
     );
-    let agent = AirlockAgent::start_with(
-        &home,
-        EXE,
-        &home.runtime_dir().join("airlock-test.sock"),
-        &[],
-        &[
-            ("SSH_ASKPASS", askpass.as_os_str()),
-            ("SSH_ASKPASS_REQUIRE", "force".as_ref()),
-        ],
-    )
-    .unwrap();
+    let agent = agent_with_askpass(&home, &askpass);
     for user_action in [
         Request::RemoveAllIdentities,
         Request::Lock(Zeroizing::new(b"pw".to_vec())),
@@ -465,17 +460,7 @@ fn escape_sequences_from_a_client_never_reach_a_terminal() {
     );
     let key = new_key();
     write_policy(&home, &fingerprint(&key));
-    let agent = AirlockAgent::start_with(
-        &home,
-        EXE,
-        &home.runtime_dir().join("airlock-test.sock"),
-        &[],
-        &[
-            ("SSH_ASKPASS", askpass.as_os_str()),
-            ("SSH_ASKPASS_REQUIRE", "force".as_ref()),
-        ],
-    )
-    .unwrap();
+    let agent = agent_with_askpass(&home, &askpass);
     let evil = b"git\x1b[2K\x1b[1A\x1b[8m\x07\rhidden";
     let mut local = Client::connect(agent.socket()).unwrap();
     local

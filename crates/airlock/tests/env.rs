@@ -827,6 +827,20 @@ fn corrupt_cached_package_is_fetched_again() {
     assert_eq!(read("fourth"), "Hello again\n");
 }
 
+/// Turn the sandbox's package cache (filled by the commands so far) into a shared cache layer
+/// at `name`, as an admin's would be, and configure it as `pkgs_layers`.
+fn cache_as_layer(s: &Sandbox, name: &str) -> PathBuf {
+    let shared = s.path(name);
+    std::fs::rename(s.pkgs_dir(), &shared).unwrap();
+    std::fs::create_dir_all(s.path("config/airlock")).unwrap();
+    std::fs::write(
+        s.path("config/airlock/config.toml"),
+        format!("pkgs_layers = [\"{}\"]\n", shared.display()),
+    )
+    .unwrap();
+    shared
+}
+
 fn inode(path: &Path) -> u64 {
     std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
 }
@@ -836,14 +850,7 @@ fn shared_cache_layer_is_linked_from_and_a_corrupt_package_there_is_fetched_into
     let s = Sandbox::new();
     s.ok(&["env", "create", "-n", "seed", "hello"]);
     // The admin's shared cache: a cache filled by someone else, configured as a layer.
-    let shared = s.path("shared-pkgs");
-    std::fs::rename(s.pkgs_dir(), &shared).unwrap();
-    std::fs::create_dir_all(s.path("config/airlock")).unwrap();
-    std::fs::write(
-        s.path("config/airlock/config.toml"),
-        format!("pkgs_layers = [\"{}\"]\n", shared.display()),
-    )
-    .unwrap();
+    let shared = cache_as_layer(&s, "shared-pkgs");
     let rel = "share/greeting-data/greeting.txt";
     let shared_file = std::fs::read_dir(&shared)
         .unwrap()
@@ -2642,14 +2649,7 @@ fn issue_22_a_shared_cache_layer_others_can_write_is_not_trusted() {
     use std::os::unix::fs::PermissionsExt as _;
     let s = Sandbox::new();
     s.ok(&["env", "create", "-n", "seed", "hello"]);
-    let shared = s.path("shared-pkgs");
-    std::fs::rename(s.pkgs_dir(), &shared).unwrap();
-    std::fs::create_dir_all(s.path("config/airlock")).unwrap();
-    std::fs::write(
-        s.path("config/airlock/config.toml"),
-        format!("pkgs_layers = [\"{}\"]\n", shared.display()),
-    )
-    .unwrap();
+    let shared = cache_as_layer(&s, "shared-pkgs");
     let rel = "share/greeting-data/greeting.txt";
     let shared_file = std::fs::read_dir(&shared)
         .unwrap()
@@ -2753,15 +2753,8 @@ fn issue_22_another_user_cannot_change_a_users_environment_or_cache() {
     let url = url::Url::from_directory_path(&channel).unwrap();
     // Root's shared layer, with benign in it.
     s.ok(&["env", "create", "-n", "seed", "-c", url.as_str(), "benign"]);
-    let shared = s.path("shared-pkgs");
-    std::fs::rename(s.pkgs_dir(), &shared).unwrap();
+    let shared = cache_as_layer(&s, "shared-pkgs");
     std::fs::remove_dir_all(s.prefix("seed")).unwrap();
-    std::fs::create_dir_all(s.path("config/airlock")).unwrap();
-    std::fs::write(
-        s.path("config/airlock/config.toml"),
-        format!("pkgs_layers = [\"{}\"]\n", shared.display()),
-    )
-    .unwrap();
     // Everything else in the sandbox is nobody's.
     std::fs::set_permissions(s.path(""), std::fs::Permissions::from_mode(0o755)).unwrap();
     for sub in [
@@ -2863,8 +2856,7 @@ fn issue_22_a_layer_the_group_can_write_cannot_poison_another_members_environmen
     let url = url::Url::from_directory_path(&channel).unwrap();
     // The lab's layer: filled once, then owned by the owner and writable by the group.
     s.ok(&["env", "create", "-n", "seed", "-c", url.as_str(), "labdata"]);
-    let shared = s.path("lab-pkgs");
-    std::fs::rename(s.pkgs_dir(), &shared).unwrap();
+    let shared = cache_as_layer(&s, "lab-pkgs");
     std::fs::remove_dir_all(s.prefix("seed")).unwrap();
     sh(&format!(
         "chown -R airlock-lab-owner:airlock-lab {d} && chmod -R g+w {d}",
@@ -2910,12 +2902,6 @@ os.replace(meta + ".new", meta)
         "the owner could not poison the layer: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::create_dir_all(s.path("config/airlock")).unwrap();
-    std::fs::write(
-        s.path("config/airlock/config.toml"),
-        format!("pkgs_layers = [\"{}\"]\n", shared.display()),
-    )
-    .unwrap();
     std::fs::set_permissions(s.path(""), std::fs::Permissions::from_mode(0o755)).unwrap();
     for sub in [
         "home", "data", "cache", "config", "state", "work", "channel",

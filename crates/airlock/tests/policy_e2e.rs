@@ -385,22 +385,18 @@ impl Confirming {
     }
 }
 
-/// An airlock agent on `sock` with `policy`, `env`, and `key` added.
+/// An airlock agent on `sock` with `policy`, `extra` arguments, `env`, and `key` added.
 fn agent_with_key(
     home: &Home,
     policy: &std::path::Path,
     sock: &std::path::Path,
+    extra: &[&str],
     env: &[(&str, &std::ffi::OsStr)],
     key: &KeyPair,
 ) -> AirlockAgent {
-    let agent = AirlockAgent::start_with(
-        home,
-        EXE,
-        sock,
-        &["--policy", policy.to_str().unwrap()],
-        env,
-    )
-    .unwrap();
+    let mut args = vec!["--policy", policy.to_str().unwrap()];
+    args.extend(extra);
+    let agent = AirlockAgent::start_with(home, EXE, sock, &args, env).unwrap();
     assert!(succeeds(
         home.command_with_agent("ssh-add", sock)
             .arg(&key.private_key)
@@ -439,7 +435,7 @@ fn confirm_forwarded_asks_with_the_chain_and_times_out() {
             ("SSH_ASKPASS_REQUIRE", std::ffi::OsStr::new("force")),
             ("AIRLOCK_CONFIRM_TIMEOUT", std::ffi::OsStr::new("2")),
         ];
-        let agent = agent_with_key(home, &policy, &sock, &env, &key);
+        let agent = agent_with_key(home, &policy, &sock, &[], &env, &key);
         let ssh = |fwd: bool| {
             let mut c = home.command_with_agent("ssh", agent.socket());
             if fwd {
@@ -484,23 +480,7 @@ fn approve_answers_confirmations_from_a_terminal() {
             ("AIRLOCK_CONFIRM_TIMEOUT", std::ffi::OsStr::new(timeout)),
         ];
         // Terminal approval is chosen explicitly at start.
-        let agent = AirlockAgent::start_with(
-            home,
-            EXE,
-            &sock,
-            &[
-                "--policy",
-                policy.to_str().unwrap(),
-                "--approve-in-terminal",
-            ],
-            &env,
-        )
-        .unwrap();
-        assert!(succeeds(
-            home.command_with_agent("ssh-add", &sock)
-                .arg(&key.private_key)
-        ));
-        agent
+        agent_with_key(home, &policy, &sock, &["--approve-in-terminal"], &env, &key)
     };
     let hop = |agent: &AirlockAgent| {
         home.command_with_agent("ssh", agent.socket())
