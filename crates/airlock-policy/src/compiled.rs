@@ -17,8 +17,9 @@ use crate::file::{
     ConfirmMode, Defaults, ForwardDefault, KeyRule, KeySelector, PolicyFile, SIGN_SSH_AUTH,
 };
 use crate::known_hosts::{
-    HostIndex, HostKeyAlias, KnownHosts, NameKeys, default_known_hosts, is_literal, scan_ssh_config,
+    HostIndex, HostKeyAlias, KnownHosts, NameKeys, default_known_hosts, is_literal,
 };
+use crate::naming::HostNaming;
 
 /// Where a policy's inputs are read from. Everything is injectable for tests.
 #[derive(Debug, Clone)]
@@ -29,24 +30,25 @@ pub struct PolicySources {
     pub keys_dir: PathBuf,
     /// known_hosts files read besides those listed in the policy.
     pub known_hosts: Vec<PathBuf>,
-    /// An ssh config file scanned for `Host` names and `HostKeyAlias` when
-    /// [`Self::host_key_aliases`] is empty (the fallback when no resolved config is supplied).
-    pub ssh_config: Option<PathBuf>,
-    /// `(Host pattern, HostKeyAlias)` pairs from a parsed ssh config.
+    /// The ssh config whose aliases name hosts (see [`crate::naming`]); `None`: names are
+    /// known_hosts names only.
+    pub ssh_config: Option<airlock_ssh_config::ResolveOptions>,
+    /// More `(name, known_hosts name)` pairs, besides those of the ssh config.
     pub host_key_aliases: Vec<HostKeyAlias>,
-    /// More candidate host names (e.g. every `Host` alias of the ssh config).
+    /// More candidate host names.
     pub extra_names: Vec<String>,
 }
 
 impl PolicySources {
     /// The defaults for a user: `~/.ssh/known_hosts{,2}`, `/etc/ssh/ssh_known_hosts{,2}`,
-    /// `~/.ssh/config`, keys in `keys_dir`.
+    /// the ssh config files `ssh` reads (`~/.ssh/config`, then `/etc/ssh/ssh_config`), keys in
+    /// `keys_dir`.
     pub fn for_user(home: &Path, policy_file: PathBuf, keys_dir: PathBuf) -> Self {
         Self {
             policy_file,
             keys_dir,
             known_hosts: default_known_hosts(home),
-            ssh_config: Some(home.join(".ssh/config")),
+            ssh_config: Some(HostNaming::options_for_home(home)),
             host_key_aliases: Vec::new(),
             extra_names: Vec::new(),
         }
@@ -88,22 +90,26 @@ pub struct Hop {
 }
 
 impl Hop {
-    /// The name to show: the longest that is not an address (usually the most specific
-    /// host name), else any name, else the fingerprint.
+    /// The name to show ([`preferred_name`]), else the fingerprint.
     pub fn label(&self) -> String {
-        let not_address =
-            |n: &&String| n.parse::<std::net::IpAddr>().is_err() && !n.starts_with('[');
-        let best = self
-            .names
-            .iter()
-            .filter(not_address)
-            .max_by_key(|n| n.len())
-            .or_else(|| self.names.first());
-        match best {
-            Some(n) => n.clone(),
+        match preferred_name(&self.names) {
+            Some(n) => n.to_owned(),
             None => format!("unknown host key {}", self.fingerprint),
         }
     }
+}
+
+/// The one name shown for a host known by `names` (decisions, prompts, the audit table): the
+/// longest that is not an address or a `[host]:port` form (usually the alias the user types
+/// or the most specific host name), else the first.
+pub fn preferred_name(names: &[String]) -> Option<&str> {
+    let not_address = |n: &&String| n.parse::<std::net::IpAddr>().is_err() && !n.starts_with('[');
+    names
+        .iter()
+        .filter(not_address)
+        .max_by_key(|n| n.len())
+        .or_else(|| names.first())
+        .map(String::as_str)
 }
 
 /// Which hosts a pattern of a rule covers, for `airlock policy check`.
@@ -126,6 +132,7 @@ pub struct CompiledPolicy {
     index: HostIndex,
     warnings: Vec<String>,
     inputs: Vec<PathBuf>,
+    naming: HostNaming,
 }
 
 impl CompiledPolicy {
@@ -138,6 +145,7 @@ impl CompiledPolicy {
             index: HostIndex::default(),
             warnings: Vec::new(),
             inputs: vec![policy_path.to_owned()],
+            naming: HostNaming::none(),
         }
     }
 
@@ -150,20 +158,17 @@ impl CompiledPolicy {
         let mut known_hosts_files = sources.known_hosts.clone();
         known_hosts_files.extend(file.defaults.known_hosts.iter().cloned());
         let known_hosts = KnownHosts::load(&known_hosts_files);
-        let mut names = sources.extra_names.clone();
+        let names = sources.extra_names.clone();
         let mut aliases = sources.host_key_aliases.clone();
         let mut inputs = vec![sources.policy_file.clone()];
         inputs.extend(known_hosts_files);
-        if aliases.is_empty()
-            && let Some(config) = &sources.ssh_config
-        {
-            inputs.push(config.clone());
-            if let Ok(text) = fs_err::read_to_string(config) {
-                let (hosts, found) = scan_ssh_config(&text);
-                names.extend(hosts);
-                aliases = found;
-            }
-        }
+        let naming = sources
+            .ssh_config
+            .clone()
+            .map_or_else(HostNaming::none, HostNaming::load);
+        inputs.extend(naming.files().iter().cloned());
+        aliases.extend(naming.aliases(known_hosts.literal_names(), &policy_literals(&file)));
+        let problem = naming.problem().map(str::to_owned);
         let mut policy = Self::compile(
             file,
             &known_hosts,
@@ -171,6 +176,8 @@ impl CompiledPolicy {
             &names,
             &aliases,
         );
+        policy.warnings.extend(problem);
+        policy.naming = naming;
         policy.inputs.extend(inputs);
         Ok(policy)
     }
@@ -224,13 +231,7 @@ impl CompiledPolicy {
                 fingerprints,
             });
         }
-        let literal: Vec<String> = file
-            .keys
-            .iter()
-            .flat_map(|r| r.forward_through.iter().chain(r.use_for.iter()).flatten())
-            .map(|p| p.strip_prefix('!').unwrap_or(p).to_owned())
-            .filter(|p| is_literal(p))
-            .collect();
+        let literal = policy_literals(&file);
         let index = HostIndex::build(
             known_hosts,
             literal.iter().chain(names).map(String::as_str),
@@ -243,6 +244,7 @@ impl CompiledPolicy {
             index,
             warnings,
             inputs,
+            naming: HostNaming::none(),
         };
         policy.warn_unmatched();
         policy
@@ -370,14 +372,33 @@ impl CompiledPolicy {
             .collect()
     }
 
-    /// A hop for a host name (for `explain`): the names of the first host key it resolves
-    /// to, or the name alone if it is known only through a CA. `None` if the name is unknown.
+    /// The name `ssh` looks `typed`'s host keys up under (see [`crate::naming`]): the
+    /// `HostKeyAlias`, or `HostName` with `[...]:port` for a port other than 22; `typed`
+    /// itself when the ssh config says nothing.
+    pub fn known_hosts_name(&self, typed: &str) -> String {
+        self.naming
+            .known_hosts_name(typed)
+            .unwrap_or_else(|| typed.to_lowercase())
+    }
+
+    /// A hop for a host name as the user types it (for `explain` and `connect`): the names of
+    /// the first host key it resolves to, directly or through the ssh config, or the name alone
+    /// if it is known only through a CA. `None` if nothing ties the name to a key.
     pub fn hop_for_name(&self, name: &str, forwarded: bool) -> Option<Hop> {
-        let found = self.index.lookup(name);
+        let typed = name.to_lowercase();
+        let mut found = self.index.lookup(&typed);
+        let known_as = self.known_hosts_name(&typed);
+        if known_as != typed {
+            let more = self.index.lookup(&known_as);
+            found.keys.extend(more.keys);
+            found.cas.extend(more.cas);
+        }
         if let Some((fp, key)) = found.keys.iter().next() {
             let mut names = self.index.host_names(&HostKey::Plain(key.clone()));
-            if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                names.insert(0, name.to_lowercase());
+            for n in [&known_as, &typed] {
+                if !names.iter().any(|x| x == n) {
+                    names.insert(0, n.clone());
+                }
             }
             return Some(Hop {
                 names,
@@ -387,12 +408,66 @@ impl CompiledPolicy {
             });
         }
         let (ca, _) = found.cas.iter().next()?;
+        let mut names = vec![typed.clone()];
+        if known_as != typed {
+            names.push(known_as);
+        }
         Some(Hop {
-            names: vec![name.to_lowercase()],
+            names,
             fingerprint: format!("a certificate signed by {ca}"),
             forwarded,
             revoked: false,
         })
+    }
+
+    /// Whether some key may be used through `host` (typed as for `ssh`), and why: what
+    /// `airlock connect` asks before it forwards the agent there.
+    pub fn forwarding_through(&self, host: &str) -> (bool, String) {
+        if self.is_unrestricted() {
+            return (true, "no policy file: OpenSSH behaviour".to_owned());
+        }
+        if self.defaults().forward == ForwardDefault::Allow {
+            return (true, "[defaults] forward = \"allow\"".to_owned());
+        }
+        let Some(hop) = self.hop_for_name(host, true) else {
+            return (
+                false,
+                format!(
+                    "{host} has no host key in known_hosts (looked up as {}); connect once with ssh to record it",
+                    self.known_hosts_name(host)
+                ),
+            );
+        };
+        for rule in &self.rules {
+            let comment = match &rule.rule.key {
+                KeySelector::Name(n) => n.clone(),
+                KeySelector::Fingerprint(_) => String::new(),
+            };
+            let fingerprint = rule
+                .fingerprints
+                .first()
+                .cloned()
+                .unwrap_or_else(|| rule.rule.key.to_string());
+            match self.decide_hops(
+                &fingerprint,
+                &comment,
+                Operation::List,
+                std::slice::from_ref(&hop),
+                false,
+            ) {
+                Decision::Allow(reason) | Decision::Confirm(reason) => {
+                    return (true, format!("key {}: {reason}", rule.label()));
+                }
+                Decision::Deny(_) => {}
+            }
+        }
+        (
+            false,
+            format!(
+                "no key's forward-through in {} names {host}",
+                self.policy_path.display()
+            ),
+        )
     }
 
     /// The decision on names: the pure core of [`Policy::decide`].
@@ -436,6 +511,16 @@ impl CompiledPolicy {
             _ => Decision::Allow(reason),
         }
     }
+}
+
+/// The literal host names a policy writes in its patterns (`!` dropped).
+fn policy_literals(file: &PolicyFile) -> Vec<String> {
+    file.keys
+        .iter()
+        .flat_map(|r| r.forward_through.iter().chain(r.use_for.iter()).flatten())
+        .map(|p| p.strip_prefix('!').unwrap_or(p).to_owned())
+        .filter(|p| is_literal(p))
+        .collect()
 }
 
 fn read_fingerprint(path: &Path) -> Result<String, String> {

@@ -31,6 +31,7 @@ mod error;
 pub mod file;
 pub mod handle;
 pub mod known_hosts;
+pub mod naming;
 pub mod starter;
 
 pub use audit::{AuditLog, AuditRecord};
@@ -39,3 +40,4 @@ pub use error::PolicyError;
 pub use file::{ConfirmMode, ForwardDefault, KeyRule, KeySelector, PolicyFile};
 pub use handle::{PolicyHandle, unrestricted_message};
 pub use known_hosts::{HostIndex, HostKeyAlias, KnownHosts};
+pub use naming::HostNaming;

@@ -2,53 +2,42 @@
 
 use std::fmt::Write as _;
 
-use crate::known_hosts::{is_literal, split_keyword};
+use airlock_ssh_config::HostBlock;
 
 /// What the user's ssh config says about agent forwarding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ForwardingHosts {
     /// `Host` patterns whose block sets `ForwardAgent yes` (or a socket path).
     pub forward: Vec<String>,
-    /// Every literal `Host` name (destinations the user connects to).
+    /// Every `Host` name or pattern but the catch-all `*` (destinations the user connects to).
     pub hosts: Vec<String>,
     /// `Host *` (or another catch-all) forwards the agent everywhere: left out, but said.
     pub forwards_everywhere: bool,
 }
 
-/// Scan one ssh config for `Host` blocks with `ForwardAgent` other than `no`. `Match` blocks
-/// and `Include` are not followed (the user reviews the result).
-pub fn forwarding_hosts(ssh_config: &str) -> ForwardingHosts {
+/// The `Host` blocks (from [`airlock_ssh_config::host_blocks`], so `Include`d files count)
+/// with `ForwardAgent` other than `no`. `Match` blocks are left out (the user reviews the
+/// result).
+pub fn forwarding_hosts(blocks: &[HostBlock]) -> ForwardingHosts {
     let mut out = ForwardingHosts::default();
-    let mut current: Vec<String> = Vec::new();
-    for line in ssh_config.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    for block in blocks.iter().filter(|b| !b.is_match) {
+        for h in &block.patterns {
+            let catch_all = h.chars().all(|c| c == '*' || c == '?');
+            if !h.starts_with('!') && !catch_all && !out.hosts.contains(h) {
+                out.hosts.push(h.clone());
+            }
+        }
+        let Some(value) = block.get("forwardagent") else {
+            continue;
+        };
+        if value.eq_ignore_ascii_case("no") || value.is_empty() {
             continue;
         }
-        let (kw, rest) = split_keyword(line);
-        if kw.eq_ignore_ascii_case("host") {
-            current = rest
-                .split_whitespace()
-                .map(|s| s.trim_matches('"').to_owned())
-                .collect();
-            for h in &current {
-                if is_literal(h) && !out.hosts.contains(h) {
-                    out.hosts.push(h.clone());
-                }
-            }
-        } else if kw.eq_ignore_ascii_case("match") {
-            current.clear();
-        } else if kw.eq_ignore_ascii_case("forwardagent") {
-            let value = rest.trim_matches('"');
-            if value.eq_ignore_ascii_case("no") || value.is_empty() {
-                continue;
-            }
-            for h in &current {
-                if h == "*" {
-                    out.forwards_everywhere = true;
-                } else if !h.starts_with('!') && !out.forward.contains(h) {
-                    out.forward.push(h.clone());
-                }
+        for h in &block.patterns {
+            if h == "*" {
+                out.forwards_everywhere = true;
+            } else if !h.starts_with('!') && !out.forward.contains(h) {
+                out.forward.push(h.clone());
             }
         }
     }
@@ -151,7 +140,16 @@ mod tests {
     fn from_ssh_config() {
         let cfg = "Host gpu-node-01 gpu-node-02\n  ForwardAgent yes\nHost bastion\n  ForwardAgent=/tmp/sock\n\
                    Host laptop-only\n  ForwardAgent no\nHost *\n  ForwardAgent yes\nMatch host x\n  ForwardAgent yes\n";
-        let f = forwarding_hosts(cfg);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config");
+        std::fs::write(&file, cfg).unwrap();
+        let options = airlock_ssh_config::ResolveOptions {
+            config: airlock_ssh_config::ConfigSource::File(file),
+            user: None,
+            port: None,
+            context: airlock_ssh_config::LocalContext::with_home(dir.path()),
+        };
+        let f = forwarding_hosts(&airlock_ssh_config::host_blocks(&options).unwrap().blocks);
         assert_eq!(f.forward, ["gpu-node-01", "gpu-node-02", "bastion"]);
         assert_eq!(
             f.hosts,

@@ -43,8 +43,8 @@ use std::path::PathBuf;
 
 pub use check::{CheckOptions, Finding, Severity, check};
 pub use resolve::{
-    ConfigSource, ForwardAgent, LocalContext, ResolveOptions, ResolvedConfig, resolve,
-    resolve_with_env,
+    ConfigBlocks, ConfigSource, ForwardAgent, HostBlock, LocalContext, ResolveOptions,
+    ResolvedConfig, host_blocks, resolve, resolve_with_env,
 };
 
 /// A place in a config file.

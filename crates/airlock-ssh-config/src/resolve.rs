@@ -52,6 +52,26 @@ impl LocalContext {
             system_dir: PathBuf::from("/etc/ssh"),
         })
     }
+
+    /// [`Self::current`] with `home` for `~` (airlock's home, `$HOME`, in place of the
+    /// password database's); without a password entry the uid stands for the user name.
+    pub fn with_home(home: &Path) -> Self {
+        if let Ok(mut c) = Self::current() {
+            home.clone_into(&mut c.home);
+            return c;
+        }
+        let uid = nix::unistd::getuid().as_raw();
+        Self {
+            user_name: uid.to_string(),
+            uid,
+            home: home.to_owned(),
+            hostname: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            system_config: PathBuf::from("/etc/ssh/ssh_config"),
+            system_dir: PathBuf::from("/etc/ssh"),
+        }
+    }
 }
 
 /// Which configuration files to read.
@@ -169,6 +189,66 @@ struct Pass<'a> {
     getenv: &'a dyn Fn(&str) -> Option<String>,
     /// The `-F` path, for messages.
     files_read: Vec<PathBuf>,
+    /// When listing (see [`host_blocks`]): every `Host`/`Match` block seen, in order.
+    blocks: Option<Vec<HostBlock>>,
+}
+
+/// One `Host` or `Match` block of a config, as written (see [`host_blocks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostBlock {
+    /// The `Host` patterns (`!` kept); empty for a `Match` block.
+    pub patterns: Vec<String>,
+    /// A `Match` block (its criteria are not evaluated when listing).
+    pub is_match: bool,
+    /// Where the block starts.
+    pub location: Location,
+    /// The value keywords set in the block, first one of each kept: (canonical lower-case
+    /// keyword, the value as written).
+    pub settings: Vec<(&'static str, String)>,
+}
+
+impl HostBlock {
+    /// The value of `keyword` (lower case) in this block, as written.
+    pub fn get(&self, keyword: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .find(|(k, _)| *k == keyword)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Every block of the files `ssh` would read, `Include`s followed (whether or not their
+/// block would match), and the files read.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigBlocks {
+    /// The blocks in reading order; settings before the first block belong to a block with
+    /// the pattern `*`.
+    pub blocks: Vec<HostBlock>,
+    /// The files read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+/// List the `Host` and `Match` blocks of the configuration `options` names, with what each
+/// sets, without resolving any host: the names a user types are the literal `Host` patterns.
+pub fn host_blocks(options: &ResolveOptions) -> Result<ConfigBlocks, Error> {
+    let mut opts = Options::default();
+    let getenv = |k: &str| std::env::var(k).ok();
+    let mut pass = Pass {
+        opts: &mut opts,
+        ctx: &options.context,
+        host: String::new(),
+        original_host: String::new(),
+        final_pass: false,
+        want_final: false,
+        getenv: &getenv,
+        files_read: Vec::new(),
+        blocks: Some(Vec::new()),
+    };
+    read_all(&mut pass, &options.config)?;
+    Ok(ConfigBlocks {
+        blocks: pass.blocks.take().unwrap_or_default(),
+        files: std::mem::take(&mut pass.files_read),
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -290,6 +370,15 @@ impl Pass<'_> {
             }
             Kind::Host => {
                 *active = false;
+                if let Some(blocks) = &mut self.blocks {
+                    blocks.push(HostBlock {
+                        patterns: args.clone(),
+                        is_match: false,
+                        location: loc.clone(),
+                        settings: Vec::new(),
+                    });
+                    return Ok(());
+                }
                 for arg in &args {
                     if arg.is_empty() {
                         return Err(LineError::Bad(format!("keyword {keyword} empty argument")));
@@ -312,12 +401,38 @@ impl Pass<'_> {
                 Ok(())
             }
             Kind::Match => {
+                if let Some(blocks) = &mut self.blocks {
+                    *active = false;
+                    blocks.push(HostBlock {
+                        patterns: Vec::new(),
+                        is_match: true,
+                        location: loc.clone(),
+                        settings: Vec::new(),
+                    });
+                    return Ok(());
+                }
                 let value = self.match_line(&split.rest, loc)?;
                 *active = !flags.never_match && value;
                 Ok(())
             }
             Kind::Include => self.include(&args, loc, flags, active, depth),
             Kind::Value(kw) => {
+                if let Some(blocks) = &mut self.blocks {
+                    if blocks.is_empty() {
+                        blocks.push(HostBlock {
+                            patterns: vec!["*".to_owned()],
+                            is_match: false,
+                            location: loc.clone(),
+                            settings: Vec::new(),
+                        });
+                    }
+                    if let Some(block) = blocks.last_mut()
+                        && block.get(kw).is_none()
+                    {
+                        block.settings.push((kw, unquote(&split.rest)));
+                    }
+                    return Ok(());
+                }
                 let env = ParseEnv {
                     getenv: self.getenv,
                     user_config: flags.user_config,
@@ -673,6 +788,7 @@ pub fn resolve_with_env(
         want_final: false,
         getenv,
         files_read: Vec::new(),
+        blocks: None,
     };
     read_all(&mut pass, &options.config)?;
     let mut want_final = pass.want_final;
@@ -744,6 +860,7 @@ pub fn resolve_with_env(
             want_final: false,
             getenv,
             files_read: Vec::new(),
+            blocks: None,
         };
         read_all(&mut pass, &options.config)?;
     }
@@ -834,6 +951,15 @@ fn read_all(pass: &mut Pass<'_>, source: &ConfigSource) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// A value as written, without one pair of surrounding quotes.
+fn unquote(rest: &str) -> String {
+    let t = rest.trim();
+    t.strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .unwrap_or(t)
+        .to_owned()
 }
 
 fn sha1_hex(data: &str) -> String {

@@ -91,6 +91,15 @@ pub fn agent_socket() -> PathBuf {
     }
 }
 
+/// The agent a command talks to: `$SSH_AUTH_SOCK` (what `eval "$(airlock agent)"` set in
+/// this shell, as `ssh` and `ssh-add` find it), else [`agent_socket`].
+pub fn user_agent_socket() -> PathBuf {
+    match std::env::var_os("SSH_AUTH_SOCK").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => agent_socket(),
+    }
+}
+
 /// The policy file: `$AIRLOCK_POLICY`, else `$XDG_CONFIG_HOME/airlock/policy.toml`.
 pub fn policy_file() -> PathBuf {
     match std::env::var_os(ENV_POLICY) {

@@ -27,6 +27,19 @@ fn run(c: &mut Command) -> Output {
     c.output().unwrap()
 }
 
+/// `policy explain` on a denied request: exit status 1, the explanation on stdout.
+fn denied(c: &mut Command) -> String {
+    let out = run(c);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{c:?}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn ok(c: &mut Command) -> String {
     let out = run(c);
     assert!(
@@ -162,7 +175,7 @@ fn explain_allow_and_deny() {
     ]));
     assert!(out.contains("decision: allow"), "{out}");
     assert!(out.contains("gpu-node-01"), "{out}");
-    let out = ok(airlock(&lab.home).args([
+    let out = denied(airlock(&lab.home).args([
         "policy",
         "explain",
         "--key",
@@ -174,7 +187,7 @@ fn explain_allow_and_deny() {
     ]));
     assert!(out.contains("decision: deny"), "{out}");
     assert!(out.contains("evil.example is not in use-for"), "{out}");
-    let out = ok(airlock(&lab.home).args([
+    let out = denied(airlock(&lab.home).args([
         "policy",
         "explain",
         "--key",
@@ -199,11 +212,12 @@ fn explain_allow_and_deny() {
         "git",
     ]));
     assert!(out.contains("decision: allow"), "{out}");
-    let out = ok(airlock(&lab.home).args([
+    // A key by fingerprint with no rule: [defaults] apply (forward = "deny").
+    let out = denied(airlock(&lab.home).args([
         "policy",
         "explain",
         "--key",
-        "other",
+        "SHA256:uO5mR8hPZ0aI8o8FvBLPHSNq0UeOTj5G2ZEEzZUo7LA",
         "--via",
         "gpu-node-01",
         "--to",
@@ -213,7 +227,21 @@ fn explain_allow_and_deny() {
         out.contains("no rule") && out.contains("decision: deny"),
         "{out}"
     );
-    let err = fails(airlock(&lab.home).args([
+    // A name that is neither an airlock key nor in a rule is refused, not explained.
+    let out = run(airlock(&lab.home).args([
+        "policy",
+        "explain",
+        "--key",
+        "other",
+        "--via",
+        "gpu-node-01",
+        "--to",
+        "github.com",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key other"));
+    // A host never connected to: exit 2, saying to connect once.
+    let out = run(airlock(&lab.home).args([
         "policy",
         "explain",
         "--key",
@@ -223,8 +251,11 @@ fn explain_allow_and_deny() {
         "--to",
         "github.com",
     ]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("\"mystery-host\" has no host key in known_hosts"),
+        err.contains("host mystery-host has no host key in known_hosts")
+            && err.contains("connect to it once"),
         "{err}"
     );
 }

@@ -204,11 +204,8 @@ fn table_row(r: &AuditRecord) -> String {
         r.chain
             .iter()
             .map(|h| {
-                let name = h
-                    .names
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| h.fingerprint.chars().take(19).collect());
+                let name = airlock_policy::compiled::preferred_name(&h.names)
+                    .map_or_else(|| h.fingerprint.chars().take(19).collect(), str::to_owned);
                 if h.forwarded {
                     format!("{name}>")
                 } else {

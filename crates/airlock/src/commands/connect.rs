@@ -11,8 +11,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use airlock_agent::policy::{Decision, Operation};
-use airlock_policy::{CompiledPolicy, ForwardDefault, Hop, KeySelector, PolicySources};
+use airlock_policy::{CompiledPolicy, PolicySources};
 use anyhow::Context as _;
 
 use super::remote::{HostArgs, remote_path_word, shell_quote};
@@ -37,7 +36,8 @@ pub struct Args {
     /// Run in the environment at this directory on HOST (any conda environment or venv).
     #[arg(short = 'p', long = "prefix", value_name = "PREFIX")]
     prefix: Option<String>,
-    /// The airlock agent socket (default: $XDG_RUNTIME_DIR/airlock/agent.sock).
+    /// The airlock agent socket (default: $AIRLOCK_AGENT_SOCK, else $SSH_AUTH_SOCK as
+    /// `eval "$(airlock agent)"` sets it, else $XDG_RUNTIME_DIR/airlock/agent.sock).
     #[arg(long, value_name = "SOCKET", env = paths::ENV_AGENT_SOCK)]
     agent: Option<PathBuf>,
     /// The forwarding policy (default: $XDG_CONFIG_HOME/airlock/policy.toml).
@@ -54,56 +54,10 @@ pub struct Args {
     command: Vec<String>,
 }
 
-/// Whether the policy lets some key be used through `host`, and why (for the log).
-pub fn forwarding_allowed(policy: &CompiledPolicy, host: &str) -> (bool, String) {
-    if policy.is_unrestricted() {
-        return (true, "no policy file: OpenSSH behaviour".to_owned());
-    }
-    if policy
-        .file()
-        .is_some_and(|f| f.defaults.forward == ForwardDefault::Allow)
-    {
-        return (true, "[defaults] forward = \"allow\"".to_owned());
-    }
-    let hop = policy.hop_for_name(host, true).unwrap_or_else(|| Hop {
-        names: vec![host.to_lowercase()],
-        fingerprint: String::new(),
-        forwarded: true,
-        revoked: false,
-    });
-    for rule in policy.rules() {
-        let comment = match &rule.rule.key {
-            KeySelector::Name(n) => n.clone(),
-            KeySelector::Fingerprint(_) => String::new(),
-        };
-        let fingerprint = rule
-            .fingerprints
-            .first()
-            .cloned()
-            .unwrap_or_else(|| rule.rule.key.to_string());
-        match policy.decide_hops(
-            &fingerprint,
-            &comment,
-            Operation::List,
-            std::slice::from_ref(&hop),
-            false,
-        ) {
-            Decision::Allow(reason) | Decision::Confirm(reason) => {
-                return (true, format!("key {}: {reason}", rule.label()));
-            }
-            Decision::Deny(_) => {}
-        }
-    }
-    (
-        false,
-        format!("no key of the policy may be used through {host}"),
-    )
-}
-
 fn load_policy(file: PathBuf, ssh_config: Option<&PathBuf>) -> anyhow::Result<CompiledPolicy> {
     let mut sources = PolicySources::for_user(&paths::home(), file, paths::keys_dir());
-    if let Some(cfg) = ssh_config {
-        sources.ssh_config = Some(cfg.clone());
+    if let (Some(cfg), Some(options)) = (ssh_config, sources.ssh_config.as_mut()) {
+        options.config = airlock_ssh_config::ConfigSource::File(cfg.clone());
     }
     CompiledPolicy::load(&sources).context("cannot load the policy")
 }
@@ -115,6 +69,21 @@ pub fn agent_link_script(link: &str) -> String {
     format!(
         "if [ -n \"$SSH_AUTH_SOCK\" ]; then mkdir -p -m 700 {} && ln -sfn \"$SSH_AUTH_SOCK\" {word}; fi; ",
         remote_path_word(if dir.is_empty() { "/" } else { dir })
+    )
+}
+
+/// A remote test that stops with a message naming `airlock remote install HOST` when airlock
+/// is not on the server (exit 127, as the shell's "command not found").
+fn missing_airlock_check(host: &super::remote::HostArgs) -> String {
+    let message = format!(
+        "airlock: error: airlock is not installed on this server ({}); on your laptop run: airlock remote install {}",
+        host.remote_dir,
+        shell_quote(&host.host)
+    );
+    format!(
+        "if ! [ -x {} ]; then echo {} >&2; exit 127; fi; ",
+        host.remote_airlock(),
+        shell_quote(&message)
     )
 }
 
@@ -130,10 +99,10 @@ pub fn target_words(env: Option<&str>, prefix: Option<&str>) -> Option<String> {
     reason = "every command's run takes its Args by value"
 )]
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let agent = args.agent.clone().unwrap_or_else(paths::agent_socket);
+    let agent = args.agent.clone().unwrap_or_else(paths::user_agent_socket);
     let policy_file = args.policy.clone().unwrap_or_else(paths::policy_file);
     let policy = load_policy(policy_file.clone(), args.host.ssh_config.as_ref())?;
-    let (forward, reason) = forwarding_allowed(&policy, &args.host.host);
+    let (mut forward, reason) = policy.forwarding_through(&args.host.host);
     if policy.is_unrestricted() {
         eprintln!(
             "airlock: {}",
@@ -141,6 +110,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     tracing::info!(host = %args.host.host, forward, %reason, "agent forwarding");
+    let host = airlock_protocol::text::printable(&args.host.host, 200);
+    if std::os::unix::net::UnixStream::connect(&agent).is_err() {
+        eprintln!(
+            "airlock: warning: no agent answers at {}: not forwarding it; start one with `eval \"$(airlock agent)\"`",
+            agent.display()
+        );
+        forward = false;
+    } else if !forward {
+        eprintln!("airlock: not forwarding the agent to {host}: {reason}");
+    }
 
     let mut options: Vec<OsString> = Vec::new();
     let mut identity = OsString::from("IdentityAgent=");
@@ -166,11 +145,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, true) => Some(format!("{link}exec \"${{SHELL:-/bin/sh}}\" -l")),
         (None, false) => Some(format!("{link}{}", args.command.join(" "))),
         (Some(t), true) => Some(format!(
-            "{link}exec {} env run {t} -- \"${{SHELL:-/bin/sh}}\" -l",
+            "{link}{}exec {} env run {t} -- \"${{SHELL:-/bin/sh}}\" -l",
+            missing_airlock_check(&args.host),
             args.host.remote_airlock()
         )),
         (Some(t), false) => Some(format!(
-            "{link}{} env run {t} -- sh -c {}",
+            "{link}{}{} env run {t} -- sh -c {}",
+            missing_airlock_check(&args.host),
             args.host.remote_airlock(),
             shell_quote(&args.command.join(" "))
         )),

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use airlock_agent::policy::{Decision, Operation};
 use airlock_policy::compiled::Hop;
 use airlock_policy::starter::{forwarding_hosts, starter_policy};
-use airlock_policy::{CompiledPolicy, PolicySources, unrestricted_message};
+use airlock_policy::{CompiledPolicy, HostNaming, PolicySources, unrestricted_message};
 use anyhow::{Context, bail};
 
 use crate::paths;
@@ -32,7 +32,8 @@ pub struct Args {
 enum PolicyCommand {
     /// Validate the policy and show which hosts and host keys each pattern matches.
     Check(CheckArgs),
-    /// Say whether a key may be used through a chain of hosts, and why.
+    /// Say whether a key may be used through a chain of hosts, and why. Exit status: 0
+    /// allowed (or allowed after confirmation), 1 denied, 2 unknown key or host.
     Explain(ExplainArgs),
     /// Write a starter policy from your ssh config and keys, for you to review.
     Init(InitArgs),
@@ -241,6 +242,20 @@ fn hop_text(h: &Hop) -> String {
 fn explain(settings: &Settings, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let policy = CompiledPolicy::load(&settings.sources())?;
     let (fingerprint, comment) = key_identity(settings, &args.key);
+    let known = !fingerprint.is_empty() || policy.rule_for(&fingerprint, &comment).is_some();
+    if !known {
+        eprintln!(
+            "airlock: error: unknown key {}: no {} and no rule in {} names it (give an airlock \
+             key name, the comment a rule names, or a SHA256: fingerprint)",
+            airlock_protocol::text::printable(&args.key, 200),
+            settings
+                .keys_dir
+                .join(format!("{}.pub", args.key))
+                .display(),
+            policy.path().display()
+        );
+        return Ok(ExitCode::from(2));
+    }
     let mut hops = Vec::new();
     let named = args
         .via
@@ -258,10 +273,19 @@ fn explain(settings: &Settings, args: &ExplainArgs) -> anyhow::Result<ExitCode> 
             continue;
         }
         let Some(hop) = policy.hop_for_name(name, forwarded) else {
-            bail!(
-                "host {name:?} has no host key in known_hosts (~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts, \
-                 or a file in [defaults] known-hosts); connect to it once with ssh, or check the name"
+            let looked = policy.known_hosts_name(name);
+            let as_name = if looked == name.to_lowercase() {
+                String::new()
+            } else {
+                format!(" (looked up as {looked}, from your ssh config)")
+            };
+            let name = airlock_protocol::text::printable(name, 200);
+            eprintln!(
+                "airlock: error: host {name} has no host key in known_hosts{as_name}; connect to it once \
+                 with `ssh {name}` to record its key, or check the name (read: ~/.ssh/known_hosts, \
+                 /etc/ssh/ssh_known_hosts and [defaults] known-hosts)"
             );
+            return Ok(ExitCode::from(2));
         };
         hops.push(hop);
     }
@@ -309,7 +333,10 @@ fn explain(settings: &Settings, args: &ExplainArgs) -> anyhow::Result<ExitCode> 
     let _ = writeln!(out, "decision: {verb}");
     let _ = writeln!(out, "reason:   {}", decision.reason());
     print(&out)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(match decision {
+        Decision::Deny(_) => ExitCode::FAILURE,
+        Decision::Allow(_) | Decision::Confirm(_) => ExitCode::SUCCESS,
+    })
 }
 
 fn init(settings: &Settings, args: &InitArgs) -> anyhow::Result<ExitCode> {
@@ -323,13 +350,11 @@ fn init(settings: &Settings, args: &InitArgs) -> anyhow::Result<ExitCode> {
             target.display()
         );
     }
-    let ssh_config = settings.home.join(".ssh/config");
-    let config_text = match fs_err::read_to_string(&ssh_config) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e.into()),
-    };
-    let fwd = forwarding_hosts(&config_text);
+    let naming = HostNaming::load(HostNaming::options_for_home(&settings.home));
+    if let Some(problem) = naming.problem() {
+        bail!("{problem}");
+    }
+    let fwd = forwarding_hosts(naming.blocks());
     let mut names: Vec<String> = match fs_err::read_dir(&settings.keys_dir) {
         Ok(dir) => dir
             .filter_map(Result::ok)
