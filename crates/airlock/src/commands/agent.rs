@@ -23,7 +23,7 @@ const ENV_DAEMON_CHILD: &str = "AIRLOCK_AGENT_DAEMON_CHILD";
     after_help = "Without -a, each agent gets a socket of its own: $AIRLOCK_AGENT_SOCK when set, else \
 $XDG_RUNTIME_DIR/airlock/agent.sock when no agent listens there, else a new name beside it \
 (agent.XXXXXXXX.sock); with no runtime directory, a fresh private directory in $TMPDIR or \
-/tmp, as ssh-agent does.\n\nExamples:\n  eval \"$(airlock agent)\"\n  airlock agent -D -a /tmp/agent.sock\n  airlock agent ssh-add -l"
+/tmp, as ssh-agent does. With --reuse, every terminal shares one agent.\n\nExamples:\n  eval \"$(airlock agent)\"\n  eval \"$(airlock agent --reuse)\"        in ~/.bashrc: one agent per login\n  airlock agent -D -a /tmp/agent.sock\n  airlock agent ssh-add -l"
 )]
 pub struct Args {
     /// Bind the agent to this socket path (default: see below).
@@ -45,6 +45,11 @@ pub struct Args {
     /// detaching parent).
     #[arg(long, hide = true)]
     pub owned_dir: bool,
+    /// One agent per login, shared by every terminal (as `keychain`): if an agent of yours
+    /// already listens on the shared socket ($AIRLOCK_AGENT_SOCK, else
+    /// $XDG_RUNTIME_DIR/airlock/agent.sock), print its variables and exit; else start one there.
+    #[arg(long, conflicts_with_all = ["socket", "command", "kill"])]
+    pub reuse: bool,
     /// Stay in the foreground.
     #[arg(short = 'D')]
     pub foreground: bool,
@@ -125,25 +130,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // is an error, not "no policy".
     args.policy.check_named_file()?;
 
+    if args.reuse
+        && !is_child
+        && let Some(code) = reuse_shared(csh)?
+    {
+        return Ok(code);
+    }
     harden();
-    let (listener, socket, created_dir) = match (systemd_listener(), &args.socket) {
-        (Some(l), _) => {
-            let socket = args.socket.clone().unwrap_or_else(paths::agent_socket);
-            (l, absolute(&socket)?, None)
-        }
-        (None, Some(named)) => {
-            let socket = absolute(named)?;
-            let (l, _) = bind(&socket, false)?;
-            let owned = args
-                .owned_dir
-                .then(|| socket.parent().map(Path::to_path_buf))
-                .flatten();
-            (l, socket, owned)
-        }
-        (None, None) => bind_own_socket()?,
-    };
+    let shared = args.reuse.then(paths::agent_socket);
+    let (listener, socket, created_dir) =
+        match (systemd_listener(), shared.as_ref().or(args.socket.as_ref())) {
+            (Some(l), _) => {
+                let socket = args.socket.clone().unwrap_or_else(paths::agent_socket);
+                (l, absolute(&socket)?, None)
+            }
+            (None, Some(named)) => {
+                let socket = absolute(named)?;
+                let (l, _) = bind(&socket, false)?;
+                let owned = args
+                    .owned_dir
+                    .then(|| socket.parent().map(Path::to_path_buf))
+                    .flatten();
+                (l, socket, owned)
+            }
+            (None, None) => bind_own_socket()?,
+        };
 
     if detach {
+        // What the detached agent would find wrong is said here, before it detaches, as
+        // ssh-agent does: a broken policy file (file:line), an audit log that cannot be opened.
+        drop(args.policy.gate()?);
         // The detached agent logs nowhere a user sees: say it here, once.
         args.policy.notice_if_unrestricted();
         // The child binds again on the same path: hand it over.
@@ -188,6 +204,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     cleanup(&socket, created_dir.as_deref());
     code
+}
+
+/// `--reuse`: the variables of the agent already listening on the shared socket, if one of
+/// ours does (its pid from the socket's peer credentials). `None`: start one there.
+fn reuse_shared(csh: bool) -> anyhow::Result<Option<ExitCode>> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let socket = absolute(&paths::agent_socket())?;
+    let Ok(stream) = std::os::unix::net::UnixStream::connect(&socket) else {
+        if let Some(dir) = socket.parent() {
+            private_dir(dir)?;
+        }
+        return Ok(None);
+    };
+    let creds = getsockopt(&stream, PeerCredentials)
+        .with_context(|| format!("cannot tell who listens on {}", socket.display()))?;
+    if creds.uid() != nix::unistd::getuid().as_raw() {
+        bail!(
+            "{} is held by uid {}, not by you: refusing to use it",
+            socket.display(),
+            creds.uid()
+        );
+    }
+    let pid = u32::try_from(creds.pid()).unwrap_or(0);
+    print!("{}", env_lines(&socket, pid, csh));
+    Ok(Some(ExitCode::SUCCESS))
 }
 
 /// Bind the control socket `airlock approve` talks to, beside `socket`, and serve it in the
@@ -418,6 +459,7 @@ pub(crate) fn report_ready() {
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         use std::os::fd::AsRawFd;
         let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 2);
     }
 }
 
@@ -584,23 +626,46 @@ pub(crate) fn start_detached(
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().context("cannot start the agent process")?;
     let stdout = child
         .stdout
         .take()
         .context("no pipe from the agent process")?;
+    // What the child says before it is ready (it lets go of the pipe then): read aside, so a
+    // failure is reported in its own words.
+    let stderr = child.stderr.take();
+    let said = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut e) = stderr {
+            let _ = std::io::Read::read_to_string(&mut e, &mut text);
+        }
+        text
+    });
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
         .context("the agent process did not start")?;
     let Some(pid) = line.trim().strip_prefix("ready ") else {
         let status = child.wait().ok();
+        let said = said.join().unwrap_or_default();
+        let why: Vec<&str> = said
+            .lines()
+            .map(|l| l.strip_prefix("airlock: error: ").unwrap_or(l))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        if why.is_empty() {
+            bail!(
+                "could not start on {} (exit status {}); run it with -d in the foreground to see why",
+                socket.display(),
+                status.and_then(|s| s.code()).unwrap_or(-1)
+            );
+        }
         bail!(
-            "could not start on {} (exit status {}); run it with -d in the foreground to see why",
+            "could not start on {}: {}",
             socket.display(),
-            status.and_then(|s| s.code()).unwrap_or(-1)
+            why.join("; ")
         );
     };
     let pid = pid
