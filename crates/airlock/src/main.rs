@@ -32,8 +32,40 @@ fn main() -> ExitCode {
     match commands::run(cli.command) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("airlock: error: {err:#}");
+            eprintln!("airlock: error: {}", plain(&format!("{err:#}")));
             ExitCode::from(1)
         }
+    }
+}
+
+/// An error chain in the user's words: the standard library's `(os error N)` suffixes and
+/// `entity not found` are Rust's, not the user's.
+fn plain(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(" (os error ") {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        match after.find(')') {
+            Some(end) => rest = &after[end + 1..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out.replace("entity not found", "not found")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_without_rust_internals() {
+        assert_eq!(
+            super::plain("cannot read /x: No such file or directory (os error 2)"),
+            "cannot read /x: No such file or directory"
+        );
+        assert_eq!(super::plain("/y: entity not found"), "/y: not found");
+        assert_eq!(super::plain("a (os error 13): b"), "a: b");
     }
 }
