@@ -4,6 +4,7 @@
 //! production copy the demo needs, since that crate is dev-only.)
 
 use std::fmt::Write as _;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,19 +17,40 @@ pub const SSHD: &str = "/usr/sbin/sshd";
 
 /// One throwaway server.
 pub struct Server {
-    /// Its alias in the lab's ssh config (also its `HostKeyAlias`).
+    /// Its alias in the lab's ssh config.
     pub name: String,
     /// Its port on 127.0.0.1.
     pub port: u16,
     /// Its host public key line (`type base64`).
     pub host_key: String,
+    /// Its log, for the reason of a failed step.
+    pub log: PathBuf,
     child: Child,
+}
+
+impl Server {
+    /// The last lines of its log.
+    pub fn log_tail(&self, lines: usize) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all.get(all.len().saturating_sub(lines)..)
+            .unwrap_or_default()
+            .iter()
+            .map(|l| (*l).to_owned())
+            .collect()
+    }
+
+    /// The process id of its listener (for the demo's Ctrl-C cleanup).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         // sshd's per-connection children are in their own sessions; end the listener and
         // whatever is left of its process group.
+        super::untrack(self.child.id());
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX));
         let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.kill();
@@ -95,10 +117,20 @@ pub fn user() -> String {
         )
 }
 
-/// Start a server named `name` in `dir`, accepting keys from `authorized_keys`.
+/// Start a server named `name` in `dir`, accepting keys from `authorized_keys`. Its sessions
+/// get a home and a runtime directory of their own inside `dir/name` (`SetEnv`), so nothing
+/// run "on the server" writes into the user's real home.
 pub fn start_server(dir: &Path, name: &str, authorized_keys: &Path) -> anyhow::Result<Server> {
     let sdir = dir.join(name);
     std::fs::create_dir_all(&sdir)?;
+    let home = sdir.join("home");
+    let runtime = sdir.join("run");
+    for d in [&home, &runtime] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(d)?;
+    }
     let key = sdir.join("host_ed25519");
     run_quiet(
         Command::new("ssh-keygen")
@@ -118,6 +150,12 @@ pub fn start_server(dir: &Path, name: &str, authorized_keys: &Path) -> anyhow::R
         let _ = writeln!(cfg, "ListenAddress 127.0.0.1:{port}");
         let _ = writeln!(cfg, "HostKey {}", key.display());
         let _ = writeln!(cfg, "AuthorizedKeysFile {}", authorized_keys.display());
+        let _ = writeln!(
+            cfg,
+            "SetEnv HOME={} XDG_RUNTIME_DIR={}",
+            home.display(),
+            runtime.display()
+        );
         cfg.push_str(
             "PidFile none\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nAllowAgentForwarding yes\n\
@@ -141,6 +179,7 @@ pub fn start_server(dir: &Path, name: &str, authorized_keys: &Path) -> anyhow::R
             name: name.to_owned(),
             port,
             host_key: host_key.clone(),
+            log: log.clone(),
             child,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -164,21 +203,28 @@ pub fn start_server(dir: &Path, name: &str, authorized_keys: &Path) -> anyhow::R
     bail!("no free port for {name}")
 }
 
-/// Write the lab's ssh config and known_hosts; returns the config path.
+/// Write the laptop's `~/.ssh/config` and `~/.ssh/known_hosts` in `home` the way a user and
+/// `ssh` write them: an alias per server with `HostName` and `Port`, and known_hosts lines
+/// under `[127.0.0.1]:PORT`; returns the config path.
 pub fn write_client_config(
-    dir: &Path,
+    home: &Path,
     servers: &[&Server],
     identity: &Path,
 ) -> anyhow::Result<PathBuf> {
-    let known_hosts = dir.join("known_hosts");
+    let ssh_dir = home.join(".ssh");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&ssh_dir)?;
+    let known_hosts = ssh_dir.join("known_hosts");
     let mut kh = String::new();
     let mut cfg = String::new();
     for s in servers {
-        let _ = writeln!(kh, "{} {}", s.name, s.host_key);
+        let _ = writeln!(kh, "[127.0.0.1]:{} {}", s.port, s.host_key);
         let _ = writeln!(
             cfg,
-            "Host {}\n  HostName 127.0.0.1\n  Port {}\n  HostKeyAlias {}\n",
-            s.name, s.port, s.name
+            "Host {}\n  HostName 127.0.0.1\n  Port {}\n",
+            s.name, s.port
         );
     }
     let _ = writeln!(
@@ -190,7 +236,7 @@ pub fn write_client_config(
         known_hosts.display()
     );
     std::fs::write(&known_hosts, kh)?;
-    let path = dir.join("ssh_config");
+    let path = ssh_dir.join("config");
     std::fs::write(&path, cfg)?;
     Ok(path)
 }

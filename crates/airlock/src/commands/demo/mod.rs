@@ -7,6 +7,7 @@
 
 mod lab;
 
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -27,12 +28,151 @@ struct Agent(Child);
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        untrack(self.0.id());
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(i32::MAX)),
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.0.wait();
     }
+}
+
+/// The long-lived processes the demo started (servers, agent, Jupyter), as (pid, is a process
+/// group leader): what Ctrl-C must stop.
+static STARTED: std::sync::Mutex<Vec<(u32, bool)>> = std::sync::Mutex::new(Vec::new());
+
+/// Set when Ctrl-C arrived: the story stops talking, the interrupt thread ends the process.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn track(pid: u32, group: bool) {
+    if let Ok(mut v) = STARTED.lock() {
+        v.push((pid, group));
+    }
+}
+
+fn untrack(pid: u32) {
+    if let Ok(mut v) = STARTED.lock() {
+        v.retain(|(p, _)| *p != pid);
+    }
+}
+
+/// Ctrl-C (or SIGTERM): stop what the demo started, remove its directory (unless --keep) and
+/// exit 130 at once. Handlers, not a blocked mask: the programs the demo runs inherit a signal
+/// mask, and must still stop on SIGINT and SIGTERM.
+fn on_interrupt(dir: std::path::PathBuf, keep: bool) -> anyhow::Result<()> {
+    use nix::sys::signal::{Signal, kill, killpg};
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("cannot watch for Ctrl-C")?;
+    let (mut int, mut term) = {
+        let _entered = runtime.enter();
+        (
+            signal(SignalKind::interrupt()).context("cannot watch for Ctrl-C")?,
+            signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?,
+        )
+    };
+    std::thread::spawn(move || {
+        let name = runtime.block_on(async {
+            tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            }
+        });
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        let started = STARTED.lock().map(|v| v.clone()).unwrap_or_default();
+        for (pid, group) in started {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+            if group {
+                let _ = killpg(pid, Signal::SIGTERM);
+            }
+            let _ = kill(pid, Signal::SIGTERM);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if keep {
+            println!(
+                "\ninterrupted ({name}): servers and agent stopped; kept {}",
+                dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+            println!(
+                "\ninterrupted ({name}): servers and agent stopped; removed {}",
+                dir.display()
+            );
+        }
+        std::process::exit(130);
+    });
+    Ok(())
+}
+
+/// Point a command at the demo's own home: `HOME` inside the demo directory, no `XDG_*`,
+/// `CONDARC`, `SSH_AUTH_SOCK` or `AIRLOCK_*` of the user, so nothing it runs reads or writes
+/// the user's real files.
+fn isolate(cmd: &mut Command, home: &Path) {
+    cmd.env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("SSH_AGENT_PID");
+    for var in [
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_STATE_HOME",
+        "XDG_RUNTIME_DIR",
+        "CONDARC",
+        "JUPYTER_CONFIG_DIR",
+        "JUPYTER_DATA_DIR",
+        "JUPYTER_RUNTIME_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AIRLOCK_") {
+            cmd.env_remove(name);
+        }
+    }
+}
+
+/// Wait (a few seconds at most) for a refusal in the audit log after its first `before`
+/// lines that `matches`; its reason.
+fn refusal(
+    audit: &Path,
+    before: usize,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(audit).unwrap_or_default();
+        let found = text
+            .lines()
+            .skip(before)
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| field(r, "decision") == "deny" && matches(r));
+        if let Some(r) = found {
+            return Some(field(&r, "reason").to_owned());
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A text field of an audit record ("" when absent).
+fn field<'a>(record: &'a serde_json::Value, name: &str) -> &'a str {
+    record
+        .get(name)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+}
+
+fn audit_lines(audit: &Path) -> usize {
+    std::fs::read_to_string(audit).map_or(0, |t| t.lines().count())
 }
 
 struct Story {
@@ -46,13 +186,22 @@ struct Story {
 )]
 impl Story {
     fn step(&mut self, what: &str) {
+        if interrupted() {
+            return;
+        }
         self.step += 1;
         println!("\n[{}] {what}", self.step);
     }
     fn ok(&self, what: &str) {
+        if interrupted() {
+            return;
+        }
         println!("    ok    {what}");
     }
     fn expect(&mut self, cond: bool, what: &str) {
+        if interrupted() {
+            return;
+        }
         if cond {
             println!("    ok    {what}");
         } else {
@@ -61,7 +210,45 @@ impl Story {
         }
     }
     fn info(&self, what: &str) {
+        if interrupted() {
+            return;
+        }
         println!("          {what}");
+    }
+    /// Why a step failed: a command's stderr and the server logs' last lines.
+    fn why(&self, stderr: &[u8], servers: &[&lab::Server]) {
+        if interrupted() {
+            return;
+        }
+        for line in String::from_utf8_lossy(stderr)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            println!("          | {line}");
+        }
+        for srv in servers {
+            for line in srv.log_tail(3) {
+                println!("          | {}: {line}", srv.name);
+            }
+        }
+    }
+    /// A step that must be refused by the agent: the command failed and the audit log has the
+    /// refusal, for the right reason.
+    fn refused(&mut self, failed: bool, reason: Option<String>, what: &str) {
+        if interrupted() {
+            return;
+        }
+        match reason {
+            Some(r) if failed => println!("    ok    {what}\n          audit: {r}"),
+            Some(r) => {
+                self.failed += 1;
+                println!("    FAIL  {what}: the command succeeded although the audit says: {r}");
+            }
+            None => {
+                self.failed += 1;
+                println!("    FAIL  {what}: no refusal for this reason in the audit log");
+            }
+        }
     }
 }
 
@@ -74,15 +261,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("cannot create a temporary directory")?;
     let dir = tmp.path().to_path_buf();
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    on_interrupt(dir.clone(), args.keep)?;
     println!("airlock demo: the laptop -> gpu-node -> git-server workflow on 127.0.0.1");
     println!(
         "(throwaway servers, keys and agent in {}; all removed at the end)",
         dir.display()
     );
     let result = story(&dir);
+    while interrupted() {
+        // The interrupt thread is cleaning up and exits with 130.
+        std::thread::sleep(Duration::from_millis(100));
+    }
     if args.keep {
         let kept = tmp.keep();
         println!("\nkept {}", kept.display());
+    } else {
+        let shown = dir.display().to_string();
+        drop(tmp);
+        println!("\nremoved {shown}");
     }
     match result {
         Ok(0) => {
@@ -100,6 +296,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn story(dir: &Path) -> anyhow::Result<usize> {
     let mut s = Story { step: 0, failed: 0 };
     let exe = std::env::current_exe().context("cannot find the airlock executable")?;
+    // The laptop's home for everything the demo runs: its own ~/.ssh, config, state, caches.
+    let home = dir.join("home");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&home)?;
 
     s.step("A dedicated project key");
     let key = dir.join("ai-project");
@@ -122,12 +324,17 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
     let authorized = dir.join("authorized_keys");
     std::fs::copy(key.with_extension("pub"), &authorized)?;
     let gpu = start_server(dir, "gpu-node", &authorized)?;
+    track(gpu.pid(), true);
     let git = start_server(dir, "git-server", &authorized)?;
+    track(git.pid(), true);
     let other = start_server(dir, "other-host", &authorized)?;
+    track(other.pid(), true);
     for srv in [&gpu, &git, &other] {
         s.ok(&format!("{:<10} sshd on 127.0.0.1:{}", srv.name, srv.port));
     }
-    let cfg = write_client_config(dir, &[&gpu, &git, &other], &key.with_extension("pub"))?;
+    let cfg = write_client_config(&home, &[&gpu, &git, &other], &key.with_extension("pub"))?;
+    s.info("~/.ssh/config names them as users do (Host gpu-node / HostName 127.0.0.1 / Port ...),");
+    s.info("and known_hosts as ssh writes it ([127.0.0.1]:PORT): the policy uses the aliases.");
 
     s.step("A forwarding policy: the key may pass through gpu-node, only to reach git-server");
     let policy = dir.join("policy.toml");
@@ -135,23 +342,21 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
     std::fs::write(
         &policy,
         format!(
-            "[defaults]\nforward = \"deny\"\nknown-hosts = [{kh:?}]\n\n[[key]]\nfingerprint = {fingerprint:?}  # ai-project\n\
+            "[defaults]\nforward = \"deny\"\n\n[[key]]\nfingerprint = {fingerprint:?}  # ai-project\n\
              forward-through = [\"gpu-node\"]\nuse-for = [\"git-server\", \"gpu-node\"]\nsign = [\"ssh-auth\", \"git\"]\n",
-            kh = dir.join("known_hosts").display().to_string()
         ),
     )?;
-    for line in std::fs::read_to_string(&policy)?
-        .lines()
-        .filter(|l| !l.starts_with("known-hosts"))
-    {
+    for line in std::fs::read_to_string(&policy)?.lines() {
         s.info(line);
     }
 
     s.step("The airlock agent (drop-in ssh-agent) with that policy and an audit log");
     let sock = dir.join("agent.sock");
     let audit = dir.join("audit.jsonl");
+    let mut agent_cmd = Command::new(&exe);
+    isolate(&mut agent_cmd, &home);
     let agent = Agent(
-        Command::new(&exe)
+        agent_cmd
             .args(["agent", "-D", "-a"])
             .arg(&sock)
             .arg("--policy")
@@ -165,6 +370,7 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
             .spawn()
             .context("cannot start the agent")?,
     );
+    track(agent.0.id(), false);
     wait_for_socket(&sock)?;
     s.ok(&format!(
         "listening on {} (pid {})",
@@ -175,9 +381,8 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
     s.step("Load the key with plain ssh-add: the policy applies by fingerprint");
     let with_agent = |program: &str| {
         let mut c = Command::new(program);
-        c.env("SSH_AUTH_SOCK", &sock)
-            .env_remove("SSH_AGENT_PID")
-            .stdin(Stdio::null());
+        isolate(&mut c, &home);
+        c.env("SSH_AUTH_SOCK", &sock).stdin(Stdio::null());
         c
     };
     run_quiet(with_agent("ssh-add").arg("-q").arg(&key))?;
@@ -232,10 +437,11 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
 
     s.step("laptop > gpu-node (ssh -A)");
     let out = ssh(true, "gpu-node", "hostname >/dev/null && echo on-gpu-node")?;
-    s.expect(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("on-gpu-node"),
-        "logged in to gpu-node with the agent forwarded",
-    );
+    let ok = out.status.success() && String::from_utf8_lossy(&out.stdout).contains("on-gpu-node");
+    s.expect(ok, "logged in to gpu-node with the agent forwarded");
+    if !ok {
+        s.why(&out.stderr, &[&gpu]);
+    }
 
     s.step("On gpu-node: git clone and git push of the private repository on git-server");
     let clone = dir.join("gpu-node").join("work");
@@ -260,28 +466,41 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
         "cloned and pushed through the forwarded agent",
     );
     if !out.status.success() {
-        s.info(String::from_utf8_lossy(&out.stderr).trim());
+        s.why(&out.stderr, &[&gpu, &git]);
     }
     s.info(&format!("git-server now has: {}", pushed.trim()));
 
     s.step("On gpu-node: the same key towards other-host (not allowed)");
+    let before = audit_lines(&audit);
     let out = ssh(true, "gpu-node", &format!("{remote_ssh} other-host true"))?;
-    s.expect(
+    let why = refusal(&audit, before, |r| {
+        field(r, "reason").contains("other-host")
+    });
+    s.refused(
         !out.status.success(),
+        why,
         "refused: other-host is not a permitted destination",
     );
 
     s.step("laptop > other-host directly (not in use-for)");
+    let before = audit_lines(&audit);
     let out = ssh(false, "other-host", "true")?;
-    s.expect(
+    let why = refusal(&audit, before, |r| {
+        field(r, "reason").contains("other-host")
+    });
+    s.refused(
         !out.status.success(),
+        why,
         "refused: other-host is not a permitted destination",
     );
 
     s.step("On gpu-node: someone uses the forwarded socket to manage keys");
+    let before = audit_lines(&audit);
     let out = ssh(true, "gpu-node", "ssh-add -D")?;
-    s.expect(
+    let why = refusal(&audit, before, |r| field(r, "operation") == "remove-all");
+    s.refused(
         !out.status.success(),
+        why,
         "ssh-add -D through the forwarded socket refused",
     );
     let listed = run_quiet(with_agent("ssh-add").arg("-l"))?;
@@ -290,14 +509,12 @@ fn story(dir: &Path) -> anyhow::Result<usize> {
         "the key is still loaded on the laptop",
     );
 
-    environment_and_jupyter(&mut s, &exe, dir, &cfg, &with_agent)?;
+    environment_and_jupyter(&mut s, &exe, dir, &home, &cfg, &with_agent)?;
 
     s.step("The audit log: every decision, with the hop chain");
-    let table = Command::new(&exe)
-        .arg("audit")
-        .arg("--file")
-        .arg(&audit)
-        .output()?;
+    let mut table = Command::new(&exe);
+    isolate(&mut table, &home);
+    let table = table.arg("audit").arg("--file").arg(&audit).output()?;
     for line in String::from_utf8_lossy(&table.stdout).lines() {
         s.info(line);
     }
@@ -335,6 +552,7 @@ fn environment_and_jupyter(
     s: &mut Story,
     exe: &Path,
     dir: &Path,
+    home: &Path,
     cfg: &Path,
     with_agent: &dyn Fn(&str) -> Command,
 ) -> anyhow::Result<()> {
@@ -344,22 +562,12 @@ fn environment_and_jupyter(
     s.ok(&format!(
         "channel {channel} (packages hello, greeting-data)"
     ));
-    // The environment commands run with a home of their own, so the demo leaves nothing in
-    // the user's package cache or ~/.conda/environments.txt.
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home)?;
+    // The environment commands run in the demo's home, so the demo leaves nothing in the
+    // user's package cache or ~/.conda/environments.txt.
     let airlock = |args: &[&str]| {
         let mut c = Command::new(exe);
-        c.args(args).env("HOME", &home).stdin(Stdio::null());
-        for var in [
-            "XDG_CONFIG_HOME",
-            "XDG_DATA_HOME",
-            "XDG_CACHE_HOME",
-            "XDG_STATE_HOME",
-            "CONDARC",
-        ] {
-            c.env_remove(var);
-        }
+        isolate(&mut c, home);
+        c.args(args).stdin(Stdio::null());
         c
     };
     let prefix = dir.join("gpu-node").join("envs").join("project");
@@ -431,6 +639,7 @@ fn environment_and_jupyter(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
+    track(child.id(), false);
     let stdout = child
         .stdout
         .take()
@@ -462,6 +671,7 @@ fn environment_and_jupyter(
         nix::sys::signal::Signal::SIGINT,
     );
     let _ = child.wait();
+    untrack(child.id());
     let out = with_agent(&exe.display().to_string())
         .args([
             "jupyter",
