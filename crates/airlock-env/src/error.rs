@@ -86,6 +86,9 @@ pub enum EnvError {
     /// The repodata could not be loaded.
     #[error("could not load the package index: {0}")]
     Gateway(String),
+    /// A requested package is not in the channels, or none of its versions is accepted.
+    #[error("{0}")]
+    Unavailable(String),
     /// The specs cannot be satisfied together.
     #[error("the requested packages cannot be installed together: {0}")]
     Unsatisfiable(String),

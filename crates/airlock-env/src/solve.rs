@@ -183,7 +183,7 @@ pub async fn solve(settings: &Settings, request: &SolveRequest) -> Result<Soluti
     let repodata = gateway
         .query(
             channels.iter().map(|(_, c)| c.clone()),
-            platforms,
+            platforms.clone(),
             specs.clone(),
         )
         .recursive(true)
@@ -200,6 +200,9 @@ pub async fn solve(settings: &Settings, request: &SolveRequest) -> Result<Soluti
             .map(rattler_repodata_gateway::RepoData::len)
             .sum::<usize>()
     );
+    // For a failed solve, in the user's words: which requested names the channels do not have
+    // at all, and which have no version the spec accepts.
+    let suspects = unmatched_specs(&specs, &repodata);
     let task_specs = specs.clone();
     let task_virtual = virtual_packages.clone();
     let locked = request.locked.clone();
@@ -213,13 +216,31 @@ pub async fn solve(settings: &Settings, request: &SolveRequest) -> Result<Soluti
         rattler_solve::resolvo::Solver.solve(task)
     })
     .await
-    .map_err(|e| EnvError::Solve(e.to_string()))?
-    .map_err(|e| match e {
-        SolveError::Unsolvable(reasons) => EnvError::Unsatisfiable(reasons.join("\n")),
-        other => EnvError::Solve(other.to_string()),
-    })?
-    .records;
-    let mut records = records;
+    .map_err(|e| EnvError::Solve(e.to_string()))?;
+    let mut records = match records {
+        Ok(solved) => solved.records,
+        Err(SolveError::Unsolvable(reasons)) => {
+            // The gateway returns only the records a spec accepts: ask again by name alone to
+            // tell "no such package" from "no such version".
+            if !suspects.is_empty() {
+                let names: Vec<MatchSpec> = suspects
+                    .iter()
+                    .filter_map(|s| s.name.as_exact().cloned().map(MatchSpec::from))
+                    .collect();
+                if let Ok(found) = gateway
+                    .query(channels.iter().map(|(_, c)| c.clone()), platforms, names)
+                    .recursive(false)
+                    .execute()
+                    .await
+                {
+                    let text = unavailable(&suspects, &found.repodata, &channels, request.platform);
+                    return Err(EnvError::Unavailable(text.join("\n")));
+                }
+            }
+            return Err(EnvError::Unsatisfiable(reasons.join("\n")));
+        }
+        Err(other) => return Err(EnvError::Solve(other.to_string())),
+    };
     records.sort_by(|a, b| {
         a.package_record
             .name
@@ -232,6 +253,74 @@ pub async fn solve(settings: &Settings, request: &SolveRequest) -> Result<Soluti
         channels: channels.into_iter().map(|(_, c)| c).collect(),
         specs,
     })
+}
+
+/// The requested specs (by exact name) that no record of `repodata` satisfies.
+fn unmatched_specs(
+    specs: &[MatchSpec],
+    repodata: &[rattler_repodata_gateway::RepoData],
+) -> Vec<MatchSpec> {
+    use rattler_conda_types::Matches as _;
+    specs
+        .iter()
+        .filter(|spec| {
+            spec.name.as_exact().is_some()
+                && !repodata
+                    .iter()
+                    .flat_map(rattler_repodata_gateway::RepoData::iter)
+                    .any(|r| spec.matches(&r.package_record))
+        })
+        .cloned()
+        .collect()
+}
+
+/// For each spec no record satisfies, in the user's words, given every record of its name
+/// (`repodata`): the package does not exist in the channels, or none of its versions fits
+/// (with the versions there are).
+fn unavailable(
+    specs: &[MatchSpec],
+    repodata: &[rattler_repodata_gateway::RepoData],
+    channels: &[(String, Channel)],
+    platform: Subdir,
+) -> Vec<String> {
+    let names: Vec<String> = channels.iter().map(|(w, _)| w.clone()).collect();
+    let mut out = Vec::new();
+    for spec in specs {
+        let Some(name) = spec.name.as_exact() else {
+            continue;
+        };
+        let mut versions: Vec<&rattler_conda_types::Version> = repodata
+            .iter()
+            .flat_map(rattler_repodata_gateway::RepoData::iter)
+            .filter(|r| &r.package_record.name == name)
+            .map(|r| r.package_record.version.version())
+            .collect();
+        if versions.is_empty() {
+            out.push(format!(
+                "package {} does not exist in {} for {platform} or noarch (check the name, or add the channel that has it with -c)",
+                name.as_source(),
+                names.join(", ")
+            ));
+            continue;
+        }
+        versions.sort();
+        versions.dedup();
+        let shown = versions.len().min(10);
+        let listed: Vec<String> = versions
+            .get(versions.len() - shown..)
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        out.push(format!(
+            "no {} package matches `{spec}` in {} (there: {}{})",
+            name.as_source(),
+            names.join(", "),
+            listed.join(", "),
+            if versions.len() > shown { ", ..." } else { "" }
+        ));
+    }
+    out
 }
 
 fn gateway_error(error: &GatewayError, channels: &[(String, Channel)]) -> EnvError {

@@ -1015,8 +1015,17 @@ fn unsatisfiable_specs_name_the_conflict() {
     assert!(err.contains("greeting-data"), "{err}");
     let err = s.fails(&["env", "create", "-n", "x", "needs-old-foo"]);
     assert!(err.contains("libfoo"), "{err}");
+    // In the user's words: a name the channels do not have, a version none has.
     let err = s.fails(&["env", "create", "-n", "x", "no-such-package"]);
-    assert!(err.contains("no-such-package"), "{err}");
+    assert!(
+        err.contains("package no-such-package does not exist in"),
+        "{err}"
+    );
+    let err = s.fails(&["env", "create", "-n", "x", "hello>=99"]);
+    assert!(
+        err.contains("no hello package matches `hello >=99`"),
+        "{err}"
+    );
     assert!(!s.prefix("x").exists());
 }
 
