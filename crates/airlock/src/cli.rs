@@ -52,4 +52,8 @@ pub enum Command {
     Jupyter(commands::jupyter::Args),
     /// Run the whole workflow end to end on loopback, with throwaway sshd servers.
     Demo(commands::demo::Args),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    Completions(commands::completions::Args),
+    /// Print the manual page, or write one page per command with --dir.
+    Man(commands::man::Args),
 }
