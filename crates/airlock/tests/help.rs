@@ -202,3 +202,33 @@ fn man_dir_writes_one_page_per_command_that_man_can_render() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The commands people type daily each show examples in `--help`.
+#[test]
+fn daily_commands_have_examples_in_their_help() {
+    for command in [
+        &["agent"][..],
+        &["key", "new"],
+        &["key", "load"],
+        &["policy", "init"],
+        &["policy", "explain"],
+        &["connect"],
+        &["jupyter"],
+        &["env", "create"],
+        &["env", "lock"],
+        &["env", "install"],
+        &["env", "run"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let help = stdout_of(&args);
+        let Some((_, examples)) = help.split_once("Examples:\n") else {
+            panic!("airlock {command:?} --help has no Examples:\n{help}");
+        };
+        let name = command.join(" ");
+        assert!(
+            examples.contains(&format!("airlock {name}")),
+            "the examples of airlock {name} do not show it:\n{examples}"
+        );
+    }
+}

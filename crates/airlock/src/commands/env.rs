@@ -78,6 +78,9 @@ impl TargetArgs {
 #[derive(Debug, clap::Subcommand)]
 enum EnvCommand {
     /// Create an environment from specs or an environment.yml.
+    #[command(
+        after_help = "Examples:\n  airlock env create -n torch -c conda-forge python=3.12 pytorch\n  airlock env create -f environment.yml\n  airlock env create -p ./.env -f environment.yml --force"
+    )]
     Create {
         #[command(flatten)]
         target: TargetArgs,
@@ -130,6 +133,9 @@ enum EnvCommand {
     },
     /// Solve an environment.yml (and resolve its pip: section) for one or more platforms and
     /// write a pixi.lock (v7).
+    #[command(
+        after_help = "Examples:\n  airlock env lock -f environment.yml    (writes pixi.lock beside it)\n  airlock env lock -f environment.yml --platform linux-64 --platform osx-arm64"
+    )]
     Lock {
         /// The environment.yml.
         #[arg(short = 'f', long = "file")]
@@ -148,6 +154,9 @@ enum EnvCommand {
         output: Option<PathBuf>,
     },
     /// Create an environment exactly from a lock file (conda and pypi packages), without solving.
+    #[command(
+        after_help = "Examples:\n  airlock env install --lock pixi.lock -n torch\n  airlock env install --lock pixi.lock -p ./.env --platform linux-64 --force"
+    )]
     Install {
         /// The lock file (pixi.lock).
         #[arg(long)]
@@ -178,6 +187,9 @@ enum EnvCommand {
         specs: Vec<String>,
     },
     /// Run a command inside an environment; its exit status is passed through.
+    #[command(
+        after_help = "Examples:\n  airlock env run -n torch python train.py\n  airlock env run -n torch -- python -c 'import torch; print(torch.__version__)'"
+    )]
     Run {
         #[command(flatten)]
         target: TargetArgs,

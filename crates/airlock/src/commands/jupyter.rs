@@ -34,7 +34,11 @@ const READY_TIMEOUT: Duration = Duration::from_mins(3);
 
 /// Flags of `airlock jupyter`.
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Examples:\n  airlock jupyter gpu -n torch                 start Jupyter Lab in env torch, open the browser\n  airlock jupyter gpu -n torch --dir /data/project --no-browser\n  airlock jupyter gpu --list                   the servers running on gpu, with their ids\n  airlock jupyter gpu --id ID                  open a tunnel to a running server again\n  airlock jupyter gpu --stop"
+)]
 pub struct Args {
     #[command(subcommand)]
     serve: Option<JupyterCommand>,

@@ -62,6 +62,9 @@ impl From<TypeArg> for KeyFamily {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  airlock key new ai-project --expires 90d\n  airlock key new ci-deploy --no-passphrase --expires 30d\n  airlock key new old-server -t rsa -b 4096"
+)]
 struct NewArgs {
     /// Key name: letters, digits, '.', '_', '-'.
     name: String,
@@ -105,6 +108,9 @@ struct ShowArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  airlock key load ai-project\n  airlock key load ai-project -t 8h -c    (gone after 8 hours; confirm each use)\n  airlock key load ai-project --socket /tmp/agent.sock"
+)]
 struct LoadArgs {
     /// Key name.
     name: String,

@@ -45,6 +45,9 @@ struct CheckArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  airlock policy explain -k ai-project --to github.com\n  airlock policy explain -k ai-project --via gpu --to github.com\n  airlock policy explain -k ai-project --via gpu --sshsig git"
+)]
 struct ExplainArgs {
     /// The key: an airlock key name, an agent key comment, or SHA256:... fingerprint.
     #[arg(long, short = 'k', value_name = "KEY")]
@@ -68,6 +71,9 @@ struct ExplainArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  airlock policy init && airlock policy check\n  airlock policy init -o /tmp/policy.toml    (a draft to compare with yours)"
+)]
 struct InitArgs {
     /// Where to write (default: --policy, or the usual place).
     #[arg(long, short = 'o', value_name = "FILE")]
