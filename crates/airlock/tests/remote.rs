@@ -199,6 +199,107 @@ fn remote_install_is_fresh_then_idempotent_and_status_shows_it() {
     assert_eq!(names, vec![std::ffi::OsString::from("airlock")]);
 }
 
+/// `remote status --json` and `jupyter HOST --list --json` through real sshd, under the field
+/// names their help lists. The server's Jupyter state files are written here (one server whose
+/// process runs, one whose process has ended), so no JupyterLab is needed.
+#[test]
+fn remote_status_and_jupyter_list_as_json() {
+    let s = setup(None);
+    let bin = s.remote_dir_arg();
+    let status = || {
+        let out = run(s
+            .airlock(&["remote", "status", "gpu-node", "--json"])
+            .args(["--remote-dir", &bin]));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&out.stdout), text(&out.stderr)));
+        (out.status.code(), v)
+    };
+    let local = text(&run(Command::new("sha256sum").arg(EXE)).stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let (code, v) = status();
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["installed"], false);
+    assert_eq!(v["sha256"], serde_json::Value::Null);
+    assert_eq!(v["version"], serde_json::Value::Null);
+    assert_eq!(v["local_sha256"], local.as_str());
+    assert_eq!(v["host"], "gpu-node");
+    assert!(v["platform"].as_str().unwrap().starts_with("Linux "), "{v}");
+
+    assert_ok(&s.install());
+    let runtime = s.remote.path().join("r/airlock");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+    let mut ended = Command::new("true").spawn().unwrap();
+    ended.wait().unwrap();
+    for (id, pid) in [("aaaa", sleeper.id()), ("bbbb", ended.id())] {
+        let file = |ext: &str| runtime.join(format!("jupyter-{id}.{ext}"));
+        let state = serde_json::json!({
+            "id": id, "pid": pid, "socket": file("sock"), "token_file": file("token"),
+            "log": file("log"), "prefix": "/envs/torch", "dir": "/data/project",
+        });
+        std::fs::write(file("json"), state.to_string()).unwrap();
+    }
+    let (code, v) = status();
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["installed"], true);
+    assert_eq!(v["up_to_date"], true);
+    assert_eq!(v["sha256"], local.as_str());
+    assert_eq!(
+        v["version"],
+        format!("airlock {}", env!("CARGO_PKG_VERSION")).as_str()
+    );
+    assert!(v["environments"].is_array(), "{v}");
+    let servers = v["jupyter"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(servers.len(), 2, "{v}");
+    assert_eq!(servers[0]["id"], "aaaa");
+    assert_eq!(servers[0]["running"], true);
+    assert_eq!(servers[1]["running"], false);
+    assert_eq!(servers[0]["prefix"], "/envs/torch");
+    assert_eq!(servers[0]["dir"], "/data/project");
+    let mut fields: Vec<&str> = servers[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["dir", "id", "log", "pid", "prefix", "running", "socket"]
+    );
+    // `jupyter --list --json` prints the same list (the process is gone by now).
+    let out = assert_ok(&run(&mut s.airlock(&[
+        "jupyter",
+        "gpu-node",
+        "--list",
+        "--json",
+        "--remote-dir",
+        &bin,
+    ])));
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["id"], "aaaa");
+    assert_eq!(list[0]["running"], false, "{list}");
+    assert_eq!(list[1], servers[1]);
+    // The help lists every field.
+    let help = assert_ok(&run(&mut s.airlock(&["remote", "status", "--help"])));
+    for field in v.as_object().unwrap().keys() {
+        assert!(
+            help.contains(&format!("  {field} ")),
+            "help lacks {field}:\n{help}"
+        );
+    }
+}
+
 #[test]
 fn remote_status_reports_a_changed_binary_and_install_replaces_it() {
     let s = setup(None);

@@ -98,14 +98,38 @@ enum RemoteCommand {
     /// Copy this airlock binary to HOST (same OS and architecture), verify its SHA-256.
     Install(HostArgs),
     /// Show the airlock version on HOST, whether it matches this one, its environments.
-    Status(HostArgs),
+    Status(StatusArgs),
+}
+
+/// The fields of `remote status --json`, said in its help.
+const STATUS_JSON_HELP: &str = "With --json, one object on stdout (exit status 1 when airlock \
+is not installed, as without it):
+  host          HOST as given
+  path          where airlock is looked for on HOST
+  installed     whether it is there
+  version       its `--version` line, null when not installed
+  platform      HOST's `uname -sm`
+  sha256        of the binary on HOST, null when not installed
+  local_sha256  of this airlock
+  up_to_date    whether the two are the same
+  environments  what `airlock env list --json` prints on HOST, null when it cannot say
+  jupyter       what `airlock jupyter HOST --list --json` prints, null when it cannot say";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = STATUS_JSON_HELP)]
+struct StatusArgs {
+    #[command(flatten)]
+    host: HostArgs,
+    /// Print one JSON object (fields below) instead of the text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Run `airlock remote`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         RemoteCommand::Install(host) => install(&host),
-        RemoteCommand::Status(host) => status(&host),
+        RemoteCommand::Status(args) => status(&args.host, args.json),
     }
 }
 
@@ -271,10 +295,62 @@ fn install(host: &HostArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(host: &HostArgs) -> anyhow::Result<ExitCode> {
+/// `remote status --json` ([`STATUS_JSON_HELP`] names the fields).
+#[derive(Debug, serde::Serialize)]
+struct StatusReport {
+    host: String,
+    path: String,
+    installed: bool,
+    version: Option<String>,
+    platform: String,
+    sha256: Option<String>,
+    local_sha256: String,
+    up_to_date: bool,
+    environments: Option<serde_json::Value>,
+    jupyter: Option<serde_json::Value>,
+}
+
+/// Separates the two JSON documents of the status script's output.
+const JSON_SEPARATOR: &str = "--- airlock status separator ---";
+
+fn status(host: &HostArgs, json: bool) -> anyhow::Result<ExitCode> {
     let (_, _, sum) = local_binary()?;
     let remote = probe(host)?;
     let shown = format!("{}/airlock", host.remote_dir.trim_end_matches('/'));
+    let bin = host.remote_airlock();
+    if json {
+        let (environments, jupyter) = if remote.sum.is_some() {
+            // As the remote airlock sees them; best effort (null when it cannot say).
+            let out = host.run_script(&format!(
+                "{bin} env list --json 2>/dev/null; echo; echo '{JSON_SEPARATOR}'; \
+                 {bin} jupyter serve --list --json 2>/dev/null; true"
+            ))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let (envs, servers) = text.split_once(JSON_SEPARATOR).unwrap_or((&text, ""));
+            let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t.trim()).ok();
+            (parse(envs), parse(servers))
+        } else {
+            (None, None)
+        };
+        let report = StatusReport {
+            host: host.host.clone(),
+            path: shown,
+            installed: remote.sum.is_some(),
+            up_to_date: remote.sum.as_deref() == Some(sum.as_str()),
+            version: remote.version,
+            platform: remote.uname,
+            sha256: remote.sum,
+            local_sha256: sum,
+            environments,
+            jupyter,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(if report.installed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
     let Some(remote_sum) = remote.sum else {
         eprintln!(
             "airlock is not installed on {h} ({shown}): run `airlock remote install {h}`",
@@ -297,7 +373,6 @@ fn status(host: &HostArgs) -> anyhow::Result<ExitCode> {
         );
     }
     // Environments and Jupyter servers, as the remote airlock sees them; best effort.
-    let bin = host.remote_airlock();
     let out = host.run_script(&format!(
         "{bin} env list 2>/dev/null; {bin} jupyter serve --list 2>/dev/null; true"
     ))?;
