@@ -48,7 +48,8 @@ pub enum Command {
     /// Read, audit and write OpenSSH client configuration.
     #[command(name = "ssh-config")]
     SshConfig(commands::ssh_config::Args),
-    /// Conda environments: create, list, remove, export, lock, install, update, run, shell-hook.
+    /// Conda environments: create, list, remove, export, lock, install, update, run, shell,
+    /// shell-hook.
     Env(commands::env::Args),
     /// Run ssh to HOST with the airlock agent, forwarding it only where the policy allows.
     #[command(after_help = CONNECT_EXAMPLES)]

@@ -857,59 +857,12 @@ fn keys_dir_is_overridden_by_airlock_keys_dir() {
     assert!(!keys_dir(&home).exists());
 }
 
-/// Run `airlock ARGS` on a pseudo-terminal (util-linux `script`), answering each prompt in
-/// `dialogue` once it appears. Returns the exit code and everything the terminal showed.
+/// Run `airlock ARGS` on a pseudo-terminal, answering each prompt in `dialogue` once it
+/// appears. Returns the exit code and everything the terminal showed.
 fn on_terminal(home: &Home, args: &[&str], dialogue: &[(&str, &str)]) -> (Option<i32>, String) {
-    use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
-
-    let mut words = vec![airlock_test_support::shell_word(env!(
-        "CARGO_BIN_EXE_airlock"
-    ))];
-    words.extend(args.iter().map(|a| airlock_test_support::shell_word(a)));
-    let mut child = home
-        .command("script")
-        .args(["-q", "-e", "-c", &words.join(" "), "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("util-linux script");
-    let shown = Arc::new(Mutex::new(Vec::new()));
-    let reader = {
-        let shown = Arc::clone(&shown);
-        let mut out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = out.read(&mut buf) {
-                shown.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
-    let mut stdin = child.stdin.take().unwrap();
-    let mut seen = 0;
-    for (prompt, answer) in dialogue {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = String::from_utf8_lossy(&shown.lock().unwrap()).into_owned();
-            if let Some(at) = text.get(seen..).and_then(|rest| rest.find(prompt)) {
-                seen += at + prompt.len();
-                break;
-            }
-            assert!(Instant::now() < deadline, "no prompt {prompt:?} in\n{text}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Give the prompt a moment to turn echo off; correctness does not depend on it.
-        std::thread::sleep(Duration::from_millis(100));
-        stdin.write_all(answer.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-    }
-    let status = child.wait().unwrap();
-    drop(stdin);
-    reader.join().unwrap();
-    let text = String::from_utf8_lossy(&shown.lock().unwrap()).into_owned();
-    (status.code(), text)
+    let mut words = vec![env!("CARGO_BIN_EXE_airlock")];
+    words.extend(args);
+    airlock_test_support::on_terminal(home.command("script"), &words, dialogue)
 }
 
 #[test]

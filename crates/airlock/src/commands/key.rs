@@ -2,7 +2,7 @@
 //!
 //! Flags and environment are resolved here into plain values; the work is in `airlock-keys`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -482,25 +482,20 @@ fn rm(store: &KeyStore, args: &RmArgs) -> anyhow::Result<ExitCode> {
     let name = KeyName::new(&args.name)?;
     let key = store.get(&name)?;
     if !args.yes {
-        if !is_interactive() {
-            anyhow::bail!(
-                "refusing to delete key {name} without confirmation: there is no terminal to ask on; pass --yes"
-            );
-        }
-        eprint!(
-            "Delete key {name} ({}) and its files in {}? [y/N] ",
+        let question = format!(
+            "Delete key {name} ({}) and its files in {}?",
             key.metadata.fingerprint,
             store.dir().display()
         );
-        std::io::stderr().flush()?;
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("reading the answer")?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-            eprintln!("Nothing deleted.");
-            return Ok(ExitCode::from(1));
+        match super::confirm(&question)? {
+            None => anyhow::bail!(
+                "refusing to delete key {name} without confirmation: there is no terminal to ask on; pass --yes"
+            ),
+            Some(false) => {
+                eprintln!("Nothing deleted.");
+                return Ok(ExitCode::from(1));
+            }
+            Some(true) => {}
         }
     }
     let socket = agent_socket(args.socket.as_deref());

@@ -34,6 +34,26 @@ pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
+/// Ask a yes/no question on the terminal (stdin and stderr), `no` unless answered `y` or
+/// `yes`. `Ok(None)`: there is no terminal to ask on, so the caller refuses and names `--yes`.
+pub fn confirm(question: &str) -> anyhow::Result<Option<bool>> {
+    use std::io::{BufRead as _, Write as _};
+    if !airlock_keys::passphrase::is_interactive() {
+        return Ok(None);
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| anyhow::anyhow!("cannot read the answer: {}", io_reason(&e)))?;
+    Ok(Some(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    )))
+}
+
 /// An I/O error in the user's words: the system's message without Rust's `(os error N)`.
 pub fn io_reason(error: &std::io::Error) -> String {
     let text = error.to_string();
