@@ -43,7 +43,7 @@ pub enum Command {
     Audit(commands::audit::Args),
     /// Answer the agent's confirmation requests from this terminal.
     Approve(commands::approve::Args),
-    /// Per-project SSH keys: new, list, show, load, rm, import.
+    /// Per-project SSH keys: new, list, show, load, rm, import, passwd, expire.
     Key(commands::key::Args),
     /// Read, audit and write OpenSSH client configuration.
     #[command(name = "ssh-config")]
