@@ -45,10 +45,35 @@ struct Setup {
 type PolicyText<'a> = &'a dyn Fn(&Chain, &KeyPair) -> String;
 
 fn setup(policy: Option<PolicyText<'_>>) -> Setup {
+    setup_on(policy, None)
+}
+
+/// [`setup`], with the server's sessions finding an `uname` that answers `uname -sm` with
+/// `uname_sm` first on their `PATH`: a server of another OS or architecture, as far as
+/// airlock's probe (through the real sshd) can tell.
+fn setup_on(policy: Option<PolicyText<'_>>, uname_sm: Option<&str>) -> Setup {
     let remote = tempfile::Builder::new()
         .prefix("airlock-remote-")
         .tempdir()
         .unwrap();
+    let mut session_env = String::new();
+    if let Some(answer) = uname_sm {
+        let fake = remote.path().join("fake-bin");
+        std::fs::create_dir_all(&fake).unwrap();
+        std::fs::write(
+            fake.join("uname"),
+            format!(
+                "#!/bin/sh\nif [ \"$*\" = -sm ]; then echo '{answer}'; else exec /bin/uname \"$@\"; fi\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            fake.join("uname"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        session_env = format!(" PATH={}:/usr/local/bin:/usr/bin:/bin", fake.display());
+    }
     // Short: jupyter's kernel sockets under it must fit in a sockaddr_un.
     let runtime = remote.path().join("r");
     std::fs::DirBuilder::new().create(&runtime).unwrap();
@@ -58,7 +83,7 @@ fn setup(policy: Option<PolicyText<'_>>) -> Setup {
     )
     .unwrap();
     let server = Sshd::builder().config_line(format!(
-        "SetEnv HOME={} XDG_RUNTIME_DIR={}",
+        "SetEnv HOME={} XDG_RUNTIME_DIR={}{session_env}",
         remote.path().display(),
         runtime.display()
     ));
@@ -318,6 +343,136 @@ fn remote_status_reports_a_changed_binary_and_install_replaces_it() {
     let stdout = assert_ok(&s.install());
     assert!(stdout.contains("installed airlock"), "{stdout}");
     assert!(same_file(&installed, Path::new(EXE)));
+}
+
+/// From a laptop of another architecture: the server (its `uname -sm` says the other of
+/// x86_64 and aarch64) gets the build named with `--binary` or found in the builds directory
+/// by target triple, never this airlock; without one the error says what to do.
+#[test]
+fn remote_install_for_another_architecture_takes_a_build_for_it() {
+    let (local, other) = if cfg!(target_arch = "aarch64") {
+        ("aarch64", "x86_64")
+    } else {
+        ("x86_64", "aarch64")
+    };
+    let s = setup_on(None, Some(&format!("Linux {other}")));
+    let install = |extra: &[&str]| {
+        run(s
+            .airlock(&["remote", "install", "gpu-node", "--remote-dir"])
+            .arg(s.remote_dir_arg())
+            .args(extra))
+    };
+    let installed = s.bin_dir().join("airlock");
+    let builds = s.chain.home().data_dir().join("airlock/builds");
+
+    let status = |extra: &[&str]| {
+        run(s
+            .airlock(&["remote", "status", "gpu-node", "--remote-dir"])
+            .arg(s.remote_dir_arg())
+            .args(extra))
+    };
+    let out = install(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for needle in [
+        format!("gpu-node runs Linux {other} but this airlock is built for Linux {local}"),
+        format!("cargo build --release --target {other}-unknown-linux-musl"),
+        format!(
+            "airlock remote install gpu-node --binary target/{other}-unknown-linux-musl/release/airlock"
+        ),
+        format!(
+            "{}",
+            builds
+                .join(format!("{other}-unknown-linux-gnu/airlock"))
+                .display()
+        ),
+    ] {
+        assert!(err.contains(&needle), "no {needle:?} in: {err}");
+    }
+    assert!(!installed.exists());
+
+    // This airlock, or a file that is no program, is refused by its header.
+    let out = install(&["--binary", EXE]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "is a program for Linux {local}, but gpu-node runs Linux {other}"
+        )),
+        "{err}"
+    );
+    let not_a_program = s.remote.path().join("notes.txt");
+    std::fs::write(&not_a_program, "hello\n").unwrap();
+    let out = install(&["--binary", not_a_program.to_str().unwrap()]);
+    assert!(
+        text(&out.stderr).contains("is not a program airlock recognises"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = install(&["--binary", "/nonexistent/airlock"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot read /nonexistent/airlock: No such file or directory")
+            && !err.contains("os error"),
+        "{err}"
+    );
+    assert!(!installed.exists());
+
+    // A build for the other architecture: this binary's ELF header with e_machine changed.
+    let mut build = std::fs::read(EXE).unwrap()[..8192].to_vec();
+    build[18..20].copy_from_slice(&(if other == "aarch64" { 183_u16 } else { 62 }).to_le_bytes());
+    let given = s.remote.path().join("airlock-cross");
+    std::fs::write(&given, &build).unwrap();
+    let out = install(&["--binary", given.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(same_file(&installed, &given));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("installing {}", given.display())),
+        "{err}"
+    );
+    // It cannot run on this (really {local}) machine, and install says so.
+    assert!(
+        err.contains("the installed binary does not run on gpu-node"),
+        "{err}"
+    );
+
+    // Found by target triple in the builds directory.
+    std::fs::remove_file(&installed).unwrap();
+    let found = builds.join(format!("{other}-unknown-linux-gnu/airlock"));
+    std::fs::create_dir_all(found.parent().unwrap()).unwrap();
+    build[100] ^= 1;
+    std::fs::write(&found, &build).unwrap();
+    let out = install(&[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(same_file(&installed, &found));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "installing the build for {other}-unknown-linux-gnu from {}",
+            found.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    // status compares with that build, not with this airlock.
+    let stdout = assert_ok(&status(&[]));
+    assert!(
+        stdout.contains(&format!(
+            "checksum: matches the build for Linux {other} here"
+        )),
+        "{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&status(&["--json"]).stdout).unwrap();
+    assert_eq!(v["up_to_date"], true, "{v}");
+    assert_eq!(v["local_sha256"], v["sha256"], "{v}");
+    std::fs::remove_file(&found).unwrap();
+    let stdout = assert_ok(&status(&[]));
+    assert!(
+        stdout.contains(&format!("checksum: no build for Linux {other} here")),
+        "{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&status(&["--json"]).stdout).unwrap();
+    assert_eq!(v["local_sha256"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["up_to_date"], false, "{v}");
 }
 
 #[test]
