@@ -873,6 +873,28 @@ fn add_host_creates_missing_file() {
 }
 
 #[test]
+fn add_host_where_the_file_cannot_be_written_says_why_in_plain_words() {
+    let sb = Sandbox::new();
+    let blocker = sb.root.join("blocker");
+    std::fs::write(&blocker, "").unwrap();
+    let out = add_host(
+        &sb,
+        &blocker.join("config"),
+        &["box", "--hostname", "box.example"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "airlock: error: cannot update {}: Not a directory",
+            blocker.join("config").display()
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn add_host_refuses_when_an_earlier_line_would_win() {
     let sb = Sandbox::new();
     let cfg = sb.root.join("config");

@@ -248,7 +248,16 @@ fn add_host(a: AddHostArgs) -> anyhow::Result<ExitCode> {
         forward_agent,
         replace: a.replace,
     };
-    match airlock_ssh_config::edit::add_host(&path, &edit, &context)? {
+    let outcome =
+        airlock_ssh_config::edit::add_host(&path, &edit, &context).map_err(|e| match e {
+            airlock_ssh_config::Error::Read { path, source } => anyhow::anyhow!(
+                "cannot update {}: {}",
+                path.display(),
+                super::io_reason(&source)
+            ),
+            other => anyhow::anyhow!("{other}"),
+        })?;
+    match outcome {
         EditOutcome::Unchanged => {
             eprintln!("{}: already up to date", path.display());
         }
