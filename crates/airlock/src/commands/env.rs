@@ -204,7 +204,7 @@ enum EnvCommand {
     /// Open a shell in the environment, activated as `env run` does (as `pixi shell`): $SHELL,
     /// else /bin/sh; `exit` leaves it, and its exit status is passed through.
     #[command(
-        after_help = "Examples:\n  airlock env shell -n torch\n  echo 'python train.py' | airlock env shell -n torch"
+        after_help = "The activation is in the environment the shell starts with; a startup file that sets PATH again (e.g. a `conda init` block in ~/.bashrc activating base) can undo it there.\n\nExamples:\n  airlock env shell -n torch\n  echo 'python train.py' | airlock env shell -n torch"
     )]
     Shell {
         #[command(flatten)]
