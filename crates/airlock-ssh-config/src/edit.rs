@@ -374,6 +374,13 @@ pub enum EditOutcome {
         /// The change, as a unified diff of the file ([`unified_diff`]).
         diff: String,
     },
+    /// [`preview_add_host`]: what would be written; the file is untouched.
+    Previewed {
+        /// Whether the alias has a block already.
+        existed: bool,
+        /// The change, as a unified diff of the file.
+        diff: String,
+    },
 }
 
 /// The backup path for a config: `config.airlock-bak` beside it.
@@ -389,6 +396,24 @@ pub fn add_host(
     path: &Path,
     edit: &HostEdit,
     context: &LocalContext,
+) -> Result<EditOutcome, Error> {
+    edit_file(path, edit, context, true)
+}
+
+/// What [`add_host`] would write, checked the same way, without touching `path`.
+pub fn preview_add_host(
+    path: &Path,
+    edit: &HostEdit,
+    context: &LocalContext,
+) -> Result<EditOutcome, Error> {
+    edit_file(path, edit, context, false)
+}
+
+fn edit_file(
+    path: &Path,
+    edit: &HostEdit,
+    context: &LocalContext,
+    write: bool,
 ) -> Result<EditOutcome, Error> {
     let old = match std::fs::read(path) {
         Ok(b) => Some(b),
@@ -408,6 +433,17 @@ pub fn add_host(
     let (new_text, existed) = plan(old_text.as_deref().unwrap_or(""), edit)?;
     if old_text.as_deref() == Some(new_text.as_str()) {
         return Ok(EditOutcome::Unchanged);
+    }
+    let diff = unified_diff(old_text.as_deref().unwrap_or(""), &new_text);
+    if !write {
+        let io = |source: std::io::Error| Error::Read {
+            path: std::env::temp_dir(),
+            source,
+        };
+        let mut tmp = tempfile::NamedTempFile::new().map_err(io)?;
+        tmp.write_all(new_text.as_bytes()).map_err(io)?;
+        verify(tmp.path(), edit, !existed || edit.replace, context)?;
+        return Ok(EditOutcome::Previewed { existed, diff });
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -453,7 +489,7 @@ pub fn add_host(
     Ok(EditOutcome::Written {
         backup,
         existed,
-        diff: unified_diff(old_text.as_deref().unwrap_or(""), &new_text),
+        diff,
     })
 }
 

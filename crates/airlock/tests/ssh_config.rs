@@ -757,6 +757,17 @@ fn add_host_on_a_hand_written_block_changes_one_line() {
     // A second identical call changes nothing.
     let out = add_host(&sb, &cfg, &["gpu", "--port", "2222"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("already up to date"));
+    // --dry-run shows the change it would make and writes nothing.
+    let before = std::fs::read(&cfg).unwrap();
+    let out = add_host(&sb, &cfg, &["gpu", "--user", "other", "--dry-run"]);
+    assert_ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("would change `Host gpu` (nothing written)")
+            && err.contains("-\tuser   jdoe\n+\tUser other\n"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&cfg).unwrap(), before);
 }
 
 /// ssh expands `~` in its config to the password database's home; airlock keeps keys under

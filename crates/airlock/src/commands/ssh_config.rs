@@ -58,7 +58,9 @@ struct CheckArgs {
 #[command(
     after_help = "On an existing alias only the settings named by flags change; every \
 other line of the file stays as it is, and the change is shown as a diff on stderr (the previous \
-file is kept as FILE.airlock-bak). --replace rewrites the block's settings instead."
+file is kept as FILE.airlock-bak); --dry-run only shows it. --replace rewrites the block's \
+settings instead.\n\nExamples:\n  airlock ssh-config add-host gpu --hostname gpu01.lab.internal --key ai-project\n  \
+airlock ssh-config add-host gpu --port 2222 --dry-run"
 )]
 struct AddHostArgs {
     /// The `Host` alias.
@@ -89,6 +91,9 @@ struct AddHostArgs {
     /// Rewrite the block's settings from these flags alone (its comments are kept).
     #[arg(long)]
     replace: bool,
+    /// Show the change as a diff and write nothing.
+    #[arg(long)]
+    dry_run: bool,
     /// The config to edit (default `~/.ssh/config`).
     #[arg(short = 'F', value_name = "FILE")]
     file: Option<PathBuf>,
@@ -248,15 +253,19 @@ fn add_host(a: AddHostArgs) -> anyhow::Result<ExitCode> {
         forward_agent,
         replace: a.replace,
     };
-    let outcome =
-        airlock_ssh_config::edit::add_host(&path, &edit, &context).map_err(|e| match e {
-            airlock_ssh_config::Error::Read { path, source } => anyhow::anyhow!(
-                "cannot update {}: {}",
-                path.display(),
-                super::io_reason(&source)
-            ),
-            other => anyhow::anyhow!("{other}"),
-        })?;
+    let apply = if a.dry_run {
+        airlock_ssh_config::edit::preview_add_host
+    } else {
+        airlock_ssh_config::edit::add_host
+    };
+    let outcome = apply(&path, &edit, &context).map_err(|e| match e {
+        airlock_ssh_config::Error::Read { path, source } => anyhow::anyhow!(
+            "cannot update {}: {}",
+            path.display(),
+            super::io_reason(&source)
+        ),
+        other => anyhow::anyhow!("{other}"),
+    })?;
     match outcome {
         EditOutcome::Unchanged => {
             eprintln!("{}: already up to date", path.display());
@@ -279,6 +288,15 @@ fn add_host(a: AddHostArgs) -> anyhow::Result<ExitCode> {
                 ),
                 None => eprintln!("{}: created, {what}:", path.display()),
             }
+            eprint!("{diff}");
+        }
+        EditOutcome::Previewed { existed, diff } => {
+            let verb = if existed { "change" } else { "add" };
+            eprintln!(
+                "{}: would {verb} `Host {}` (nothing written):",
+                path.display(),
+                edit.alias
+            );
             eprint!("{diff}");
         }
     }
