@@ -57,9 +57,14 @@ impl Passphrase {
     /// Ask twice for a new passphrase, as `ssh-keygen` does. `Ok(None)` when both are empty
     /// (an unencrypted key, chosen on purpose).
     pub fn prompt_new(name: &str) -> Result<Option<Self>, KeyError> {
-        let first = Self::prompt(&format!(
+        Self::prompt_twice(&format!(
             "Enter passphrase for new key {name} (empty for no passphrase): "
-        ))?;
+        ))
+    }
+
+    /// Ask for a passphrase with `prompt`, then for the same again; as [`prompt_new`](Self::prompt_new).
+    pub fn prompt_twice(prompt: &str) -> Result<Option<Self>, KeyError> {
+        let first = Self::prompt(prompt)?;
         let second = Self::prompt("Enter the same passphrase again: ")?;
         match (first, second) {
             (None, None) => Ok(None),

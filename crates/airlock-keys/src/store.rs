@@ -175,18 +175,8 @@ impl KeyStore {
             .clone()
             .unwrap_or_else(|| format!("{name}@airlock"));
 
-        let mut rng = rand::rngs::OsRng;
-        let key = request.spec.generate(&mut rng, &comment)?;
-        let private_text = match request.passphrase {
-            Some(passphrase) => key
-                .encrypt(&mut rng, passphrase.as_bytes())
-                .and_then(|encrypted| encrypted.to_openssh(LineEnding::LF)),
-            None => key.to_openssh(LineEnding::LF),
-        }
-        .map_err(|source| KeyError::Crypto {
-            action: "encode the private key",
-            source,
-        })?;
+        let key = request.spec.generate(&mut rand::rngs::OsRng, &comment)?;
+        let private_text = encode_private(&key, request.passphrase)?;
         let public_key = key.public_key().clone();
         let metadata = KeyMetadata {
             key_type: describe(public_key.key_data()),
@@ -366,6 +356,56 @@ impl KeyStore {
         }
     }
 
+    /// Write key `key`'s private file again from `private` (the key [`unlock`](Self::unlock)
+    /// returned), encrypted under `passphrase` or, with `None`, unencrypted; the metadata
+    /// records which. The public key and fingerprint do not change.
+    pub fn set_passphrase(
+        &self,
+        key: &StoredKey,
+        private: &PrivateKey,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<StoredKey, KeyError> {
+        if private.fingerprint(HashAlg::Sha256).to_string() != key.metadata.fingerprint {
+            return Err(KeyError::MalformedKey {
+                path: key.paths.private.clone(),
+                detail: "the key given is not this key".to_owned(),
+            });
+        }
+        if let Some(passphrase) = passphrase {
+            passphrase.check_strength()?;
+        }
+        let text = encode_private(private, passphrase)?;
+        let mut metadata = key.metadata.clone();
+        metadata.encrypted = passphrase.is_some();
+        write_atomic(&key.paths.private, text.as_bytes(), PRIVATE_MODE)?;
+        write_atomic(
+            &key.paths.metadata,
+            metadata.to_toml().as_bytes(),
+            PRIVATE_MODE,
+        )?;
+        debug!(key = %key.name, encrypted = metadata.encrypted, "rewrote the private key");
+        Ok(StoredKey {
+            metadata,
+            ..key.clone()
+        })
+    }
+
+    /// Set when key `name` expires (`None`: never); only its metadata is rewritten.
+    pub fn set_expiry(
+        &self,
+        name: &KeyName,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<StoredKey, KeyError> {
+        let mut key = self.get(name)?;
+        key.metadata.expires = expires;
+        write_atomic(
+            &key.paths.metadata,
+            key.metadata.to_toml().as_bytes(),
+            PRIVATE_MODE,
+        )?;
+        Ok(key)
+    }
+
     /// Delete key `name`'s files: the private key first, the metadata last.
     pub fn remove(&self, name: &KeyName) -> Result<(), KeyError> {
         self.check_dir()?;
@@ -392,7 +432,27 @@ impl KeyStore {
     }
 }
 
-fn expires_at(
+/// The OpenSSH text of a private key, encrypted under `passphrase` (bcrypt-pbkdf and
+/// aes256-ctr, as `ssh-keygen`) or, with `None`, unencrypted.
+fn encode_private(
+    key: &PrivateKey,
+    passphrase: Option<&Passphrase>,
+) -> Result<Zeroizing<String>, KeyError> {
+    match passphrase {
+        Some(passphrase) => key
+            .encrypt(&mut rand::rngs::OsRng, passphrase.as_bytes())
+            .and_then(|encrypted| encrypted.to_openssh(LineEnding::LF)),
+        None => key.to_openssh(LineEnding::LF),
+    }
+    .map_err(|source| KeyError::Crypto {
+        action: "encode the private key",
+        source,
+    })
+}
+
+/// The moment `expires_in` after `now` (`None`: never), refusing a duration too large to
+/// represent.
+pub fn expires_at(
     now: OffsetDateTime,
     expires_in: Option<Duration>,
 ) -> Result<Option<OffsetDateTime>, KeyError> {

@@ -10,6 +10,7 @@
 //!   ([`Sshd::authorize`]) and a `DEBUG3` log ([`Sshd::log`]), killed with its sessions on drop.
 //! - [`generate_key`] / [`ssh_keygen`]: user keys made by the real `ssh-keygen`.
 //! - [`OpenSshAgent`]: the reference `ssh-agent -D -a SOCKET`.
+//! - [`on_terminal`]: a command on a pseudo-terminal, its prompts answered.
 //! - [`Chain`]: several sshds named `node-a`, `node-b`, ... and a client config naming them, for
 //!   laptop → node-a → node-b tests with a forwarded agent.
 //!
@@ -64,6 +65,7 @@ mod home;
 mod keygen;
 mod process;
 mod sshd;
+mod terminal;
 
 pub use agent::OpenSshAgent;
 pub use airlock_agent::AirlockAgent;
@@ -72,3 +74,4 @@ pub use error::{Error, Result};
 pub use home::Home;
 pub use keygen::{KeyPair, KeyType, generate_key, generate_key_with_passphrase, ssh_keygen};
 pub use sshd::{SSHD_PATH, Sshd, SshdBuilder, client_defaults};
+pub use terminal::on_terminal;

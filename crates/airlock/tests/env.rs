@@ -68,7 +68,12 @@ impl Sandbox {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        self.command_of(env!("CARGO_BIN_EXE_airlock"))
+    }
+
+    /// `program` with this sandbox's environment (what airlock gets from [`Self::command`]).
+    fn command_of(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();
             if key.starts_with("AIRLOCK_")
@@ -294,7 +299,7 @@ fn prefix_works_instead_of_name() {
     assert!(hook.contains(&format!("{p}/bin")), "{hook}");
     let list = s.ok(&["env", "list"]);
     assert!(list.contains(p), "{list}");
-    s.ok(&["env", "remove", "-p", p]);
+    s.ok(&["env", "remove", "-y", "-p", p]);
     assert!(!prefix.exists());
     let registry = std::fs::read_to_string(s.home().join(".conda/environments.txt")).unwrap();
     assert!(!registry.contains(p), "{registry}");
@@ -325,16 +330,96 @@ fn list_shows_airlock_and_conda_environments() {
     assert_eq!(rows[1]["python"], "3.11.7");
 }
 
+/// `airlock env remove` on a pseudo-terminal: the answer.
+fn remove_on_terminal(s: &Sandbox, name: &str, answer: &str) -> (Option<i32>, String) {
+    airlock_test_support::on_terminal(
+        s.command_of("script"),
+        &[env!("CARGO_BIN_EXE_airlock"), "env", "remove", "-n", name],
+        &[("[y/N]", answer)],
+    )
+}
+
 #[test]
 fn remove_deletes_and_unregisters() {
     let s = Sandbox::new();
     s.ok(&["env", "create", "-n", "gone", "hello"]);
-    s.ok(&["env", "remove", "-n", "gone"]);
+    // Without a terminal to ask on, only --yes removes.
+    let err = s.fails(&["env", "remove", "-n", "gone"]);
+    assert!(
+        err.starts_with("airlock: error: refusing to remove") && err.contains("pass --yes"),
+        "{err}"
+    );
+    assert!(s.prefix("gone").join("bin/hello").is_file());
+    // On a terminal it asks; anything but y/yes keeps it.
+    let (code, shown) = remove_on_terminal(&s, "gone", "");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "Remove environment gone ({})?",
+            s.prefix("gone").display()
+        )) && shown.contains("nothing removed"),
+        "{shown}"
+    );
+    assert!(s.prefix("gone").join("bin/hello").is_file());
+    let (code, shown) = remove_on_terminal(&s, "gone", "y");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(!s.prefix("gone").exists());
+    s.ok(&["env", "create", "-n", "gone", "hello"]);
+    s.ok(&["env", "remove", "-n", "gone", "--yes"]);
     assert!(!s.prefix("gone").exists());
     let registry = std::fs::read_to_string(s.home().join(".conda/environments.txt")).unwrap();
     assert!(registry.trim().is_empty(), "{registry}");
     let err = s.fails(&["env", "remove", "-n", "gone"]);
     assert!(err.contains("environment `gone` does not exist"), "{err}");
+}
+
+/// `env shell` runs $SHELL activated as `env run` is: a non-interactive shell reads its
+/// commands from stdin, sees the environment, and its exit status comes back.
+#[test]
+fn shell_opens_an_activated_shell() {
+    use std::io::Write as _;
+    let s = Sandbox::new();
+    s.ok(&["env", "create", "-n", "tools", "hello"]);
+    let prefix = s.prefix("tools");
+    for shell in ["/bin/sh", "bash"] {
+        let mut child = s
+            .command()
+            .args(["env", "shell", "-n", "tools"])
+            .env("SHELL", shell)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"echo \"prefix=$CONDA_PREFIX\"; command -v hello; exit 7\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(7), "{shell}: {stdout}");
+        assert!(
+            stdout.contains(&format!("prefix={}\n", prefix.display()))
+                && stdout.contains(&format!("{}/bin/hello\n", prefix.display())),
+            "{shell}: {stdout}"
+        );
+    }
+    // Without $SHELL: /bin/sh.
+    let out = s
+        .command()
+        .args(["env", "shell", "-n", "tools"])
+        .env_remove("SHELL")
+        .stdin(std::fs::File::open(s.write("cmds", "echo \"$CONDA_PREFIX\"\n")).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        prefix.display().to_string()
+    );
+    let err = s.fails(&["env", "shell", "-n", "nope"]);
+    assert!(err.contains("environment `nope` does not exist"), "{err}");
 }
 
 #[test]
@@ -447,7 +532,7 @@ fn lock_then_install_without_solving_is_byte_identical() {
         "{:?}",
         first.keys()
     );
-    s.ok(&["env", "remove", "-n", "fromlock"]);
+    s.ok(&["env", "remove", "--yes", "-n", "fromlock"]);
     s.ok(&["env", "install", "--lock", l, "-n", "fromlock"]);
     let second = read_dir_bytes(&s.prefix("fromlock").join("conda-meta"));
     assert_eq!(
@@ -1317,7 +1402,7 @@ fn cache_prune_keeps_what_environments_use() {
     let s = Sandbox::new();
     s.ok(&["env", "create", "-n", "old", "hello=1.0"]);
     s.ok(&["env", "create", "-n", "new", "libfoo"]);
-    s.ok(&["env", "remove", "-n", "old"]);
+    s.ok(&["env", "remove", "-y", "-n", "old"]);
     let out = s.ok(&["env", "cache", "prune"]);
     assert!(out.contains("hello-1.0-0"), "{out}");
     assert!(out.contains("greeting-data-1.0-0"), "{out}");

@@ -857,59 +857,12 @@ fn keys_dir_is_overridden_by_airlock_keys_dir() {
     assert!(!keys_dir(&home).exists());
 }
 
-/// Run `airlock ARGS` on a pseudo-terminal (util-linux `script`), answering each prompt in
-/// `dialogue` once it appears. Returns the exit code and everything the terminal showed.
+/// Run `airlock ARGS` on a pseudo-terminal, answering each prompt in `dialogue` once it
+/// appears. Returns the exit code and everything the terminal showed.
 fn on_terminal(home: &Home, args: &[&str], dialogue: &[(&str, &str)]) -> (Option<i32>, String) {
-    use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
-
-    let mut words = vec![airlock_test_support::shell_word(env!(
-        "CARGO_BIN_EXE_airlock"
-    ))];
-    words.extend(args.iter().map(|a| airlock_test_support::shell_word(a)));
-    let mut child = home
-        .command("script")
-        .args(["-q", "-e", "-c", &words.join(" "), "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("util-linux script");
-    let shown = Arc::new(Mutex::new(Vec::new()));
-    let reader = {
-        let shown = Arc::clone(&shown);
-        let mut out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = out.read(&mut buf) {
-                shown.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
-    let mut stdin = child.stdin.take().unwrap();
-    let mut seen = 0;
-    for (prompt, answer) in dialogue {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = String::from_utf8_lossy(&shown.lock().unwrap()).into_owned();
-            if let Some(at) = text.get(seen..).and_then(|rest| rest.find(prompt)) {
-                seen += at + prompt.len();
-                break;
-            }
-            assert!(Instant::now() < deadline, "no prompt {prompt:?} in\n{text}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Give the prompt a moment to turn echo off; correctness does not depend on it.
-        std::thread::sleep(Duration::from_millis(100));
-        stdin.write_all(answer.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-    }
-    let status = child.wait().unwrap();
-    drop(stdin);
-    reader.join().unwrap();
-    let text = String::from_utf8_lossy(&shown.lock().unwrap()).into_owned();
-    (status.code(), text)
+    let mut words = vec![env!("CARGO_BIN_EXE_airlock")];
+    words.extend(args);
+    airlock_test_support::on_terminal(home.command("script"), &words, dialogue)
 }
 
 #[test]
@@ -1194,4 +1147,179 @@ fn load_list_and_rm_against_the_airlock_agent() {
     let held = ok(home.command_with_agent("ssh-add", &agent.socket).arg("-L"));
     assert_eq!(held.lines().count(), 1, "{held}");
     assert!(held.starts_with("ssh-rsa "), "{held}");
+}
+
+/// `key list --json`'s entry for `name`.
+fn listed(home: &Home, name: &str) -> serde_json::Value {
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(airlock(home).args(["key", "list", "--json"]))).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {json}"))
+        .clone()
+}
+
+#[test]
+fn passwd_checks_the_old_passphrase_and_ssh_keygen_reads_the_new_one() {
+    const NEW: &str = "a new and longer passphrase";
+    let home = Home::new().unwrap();
+    let old = passphrase_file(&home, PASSPHRASE);
+    let new = passphrase_file(&home, NEW);
+    let wrong = passphrase_file(&home, "wrong passphrase");
+    ok(airlock(&home)
+        .args(["key", "new", "proj", "--passphrase-file"])
+        .arg(&old));
+    let (line, fingerprint) = show(&home, "proj");
+    let private = keys_dir(&home).join("proj");
+    let before = fs::read(&private).unwrap();
+
+    // The current passphrase is checked first; a wrong one changes nothing.
+    let err = fails(
+        airlock(&home)
+            .args(["key", "passwd", "proj", "--passphrase-file"])
+            .arg(&wrong)
+            .arg("--new-passphrase-file")
+            .arg(&new),
+    );
+    assert!(err.contains("wrong passphrase"), "{err}");
+    assert_eq!(fs::read(&private).unwrap(), before);
+    // Without a terminal and without a file for the new one: nothing is asked or changed.
+    let err = fails(
+        airlock(&home)
+            .args(["key", "passwd", "proj", "--passphrase-file"])
+            .arg(&old),
+    );
+    assert!(err.contains("--new-passphrase-file"), "{err}");
+    assert_eq!(fs::read(&private).unwrap(), before);
+
+    ok(airlock(&home)
+        .args(["key", "passwd", "proj", "--passphrase-file"])
+        .arg(&old)
+        .arg("--new-passphrase-file")
+        .arg(&new));
+    assert_eq!(
+        ssh_keygen_public(&private, NEW).map(|l| key_part(&l)),
+        Ok(key_part(&line))
+    );
+    assert!(ssh_keygen_public(&private, PASSPHRASE).is_err());
+    assert_eq!(show(&home, "proj").1, fingerprint);
+    assert_eq!(mode(&private), 0o600);
+    assert_eq!(listed(&home, "proj")["encrypted"], true);
+
+    // --no-passphrase: unencrypted from now on, and said so in the metadata.
+    ok(airlock(&home)
+        .args([
+            "key",
+            "passwd",
+            "proj",
+            "--no-passphrase",
+            "--passphrase-file",
+        ])
+        .arg(&new));
+    assert_eq!(
+        ssh_keygen_public(&private, "").map(|l| key_part(&l)),
+        Ok(key_part(&line))
+    );
+    assert_eq!(listed(&home, "proj")["encrypted"], false);
+}
+
+#[test]
+fn on_a_terminal_passwd_asks_the_old_passphrase_then_the_new_one_twice() {
+    const NEW: &str = "typed on the terminal";
+    let home = Home::new().unwrap();
+    ok(airlock(&home)
+        .args(["key", "new", "tty", "--passphrase-file"])
+        .arg(passphrase_file(&home, PASSPHRASE)));
+    let (line, _) = show(&home, "tty");
+    let private = keys_dir(&home).join("tty");
+    let (code, shown) = on_terminal(
+        &home,
+        &["key", "passwd", "tty"],
+        &[
+            ("Enter passphrase for", PASSPHRASE),
+            ("Enter new passphrase for key tty", NEW),
+            ("Enter the same passphrase again", "something else"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(shown.contains("the passphrases do not match"), "{shown}");
+    assert!(ssh_keygen_public(&private, PASSPHRASE).is_ok());
+
+    let (code, shown) = on_terminal(
+        &home,
+        &["key", "passwd", "tty"],
+        &[
+            ("Enter passphrase for", PASSPHRASE),
+            ("Enter new passphrase for key tty", NEW),
+            ("Enter the same passphrase again", NEW),
+        ],
+    );
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(!shown.contains(NEW), "the passphrase was echoed:\n{shown}");
+    assert_eq!(
+        ssh_keygen_public(&private, NEW).map(|l| key_part(&l)),
+        Ok(key_part(&line))
+    );
+}
+
+#[test]
+fn expire_extends_shortens_and_removes_the_expiry() {
+    let home = Home::new().unwrap();
+    let agent = OpenSshAgent::start(&home).unwrap();
+    ok(airlock(&home).args(["key", "new", "proj", "--no-passphrase", "--expires", "30d"]));
+    // Within a minute of `days` from now (the commands ran just before).
+    let expires_in_days = |home: &Home, days: i64| {
+        let entry = listed(home, "proj");
+        let expires = airlock_keys::parse_time(entry["expires"].as_str().unwrap()).unwrap();
+        let left = (expires - airlock_keys::now()).whole_seconds();
+        assert!(
+            (days * 86_400 - 60..=days * 86_400).contains(&left),
+            "expires in {left}s, not {days} days"
+        );
+    };
+    expires_in_days(&home, 30);
+
+    // An expired key comes back with a new expiry.
+    set_expiry(&home, "proj", "2020-01-01T00:00:00Z");
+    fails(
+        airlock(&home)
+            .args(["key", "load", "proj", "--socket"])
+            .arg(agent.socket()),
+    );
+    let out = run(airlock(&home).args(["key", "expire", "proj", "--in", "90d"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Key proj expires "),
+        "{}",
+        stderr(&out)
+    );
+    expires_in_days(&home, 90);
+    ok(airlock(&home)
+        .args(["key", "load", "proj", "--socket"])
+        .arg(agent.socket()));
+
+    // Sooner: and the agent that holds it is named, since it keeps the old lifetime.
+    let out = run(airlock(&home)
+        .args(["key", "expire", "proj", "--in", "2d", "--socket"])
+        .arg(agent.socket()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds proj with the lifetime it was loaded with"),
+        "{}",
+        stderr(&out)
+    );
+    expires_in_days(&home, 2);
+
+    ok(airlock(&home).args(["key", "expire", "proj", "--never"]));
+    assert_eq!(listed(&home, "proj")["expires"], serde_json::Value::Null);
+
+    // One of --in or --never, and a real duration.
+    let err = fails(airlock(&home).args(["key", "expire", "proj"]));
+    assert!(err.contains("--in") && err.contains("--never"), "{err}");
+    let err = fails(airlock(&home).args(["key", "expire", "proj", "--in", "soon"]));
+    assert!(err.contains("soon"), "{err}");
+    let err = fails(airlock(&home).args(["key", "expire", "nope", "--never"]));
+    assert!(err.contains("no key named \"nope\""), "{err}");
 }

@@ -441,3 +441,63 @@ fn audit_without_log() {
     let err = fails(airlock(&home).arg("audit"));
     assert!(err.contains("no audit log"), "{err}");
 }
+
+/// `policy check --json`: the same facts as the text, under the field names its help lists.
+#[test]
+fn check_json_has_the_documented_fields() {
+    let lab = lab();
+    let out = ok(airlock(&lab.home).args(["policy", "check", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["unrestricted"], false);
+    assert!(
+        v["policy"]
+            .as_str()
+            .unwrap()
+            .ends_with("airlock/policy.toml"),
+        "{v}"
+    );
+    assert_eq!(v["defaults"]["forward"], "deny");
+    assert_eq!(v["defaults"]["confirm"], "never");
+    let keys = v["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{v}");
+    let k = &keys[0];
+    assert_eq!(k["key"], "ai-project");
+    assert_eq!(k["line"], 4);
+    assert_eq!(k["fingerprints"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(k["forward_through"], serde_json::json!(["gpu-node-*"]));
+    assert_eq!(k["sign"], serde_json::json!(["ssh-auth", "git"]));
+    assert_eq!(k["lifetime_seconds"], serde_json::Value::Null);
+    let gpu = k["patterns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["field"] == "forward-through" && p["pattern"] == "gpu-node-*")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(gpu["hosts"][0]["name"], "gpu-node-01");
+    assert_eq!(
+        gpu["hosts"][0]["host_keys"],
+        serde_json::json!([fp(&lab.gpu)])
+    );
+    assert!(
+        v["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("\"gitlab.nowhere\" matches no known host key")),
+        "{v}"
+    );
+    // The help names every top-level field.
+    let help = ok(airlock(&lab.home).args(["policy", "check", "--help"]));
+    for field in v.as_object().unwrap().keys() {
+        assert!(
+            help.contains(&format!("  {field} ")),
+            "help lacks {field}:\n{help}"
+        );
+    }
+
+    // Without a policy file: unrestricted, and still JSON.
+    std::fs::remove_file(lab.home.path().join(".config/airlock/policy.toml")).unwrap();
+    let out = ok(airlock(&lab.home).args(["policy", "check", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["unrestricted"], true);
+    assert_eq!(v["keys"], serde_json::json!([]));
+}

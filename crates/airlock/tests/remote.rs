@@ -45,10 +45,35 @@ struct Setup {
 type PolicyText<'a> = &'a dyn Fn(&Chain, &KeyPair) -> String;
 
 fn setup(policy: Option<PolicyText<'_>>) -> Setup {
+    setup_on(policy, None)
+}
+
+/// [`setup`], with the server's sessions finding an `uname` that answers `uname -sm` with
+/// `uname_sm` first on their `PATH`: a server of another OS or architecture, as far as
+/// airlock's probe (through the real sshd) can tell.
+fn setup_on(policy: Option<PolicyText<'_>>, uname_sm: Option<&str>) -> Setup {
     let remote = tempfile::Builder::new()
         .prefix("airlock-remote-")
         .tempdir()
         .unwrap();
+    let mut session_env = String::new();
+    if let Some(answer) = uname_sm {
+        let fake = remote.path().join("fake-bin");
+        std::fs::create_dir_all(&fake).unwrap();
+        std::fs::write(
+            fake.join("uname"),
+            format!(
+                "#!/bin/sh\nif [ \"$*\" = -sm ]; then echo '{answer}'; else exec /bin/uname \"$@\"; fi\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            fake.join("uname"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        session_env = format!(" PATH={}:/usr/local/bin:/usr/bin:/bin", fake.display());
+    }
     // Short: jupyter's kernel sockets under it must fit in a sockaddr_un.
     let runtime = remote.path().join("r");
     std::fs::DirBuilder::new().create(&runtime).unwrap();
@@ -58,7 +83,7 @@ fn setup(policy: Option<PolicyText<'_>>) -> Setup {
     )
     .unwrap();
     let server = Sshd::builder().config_line(format!(
-        "SetEnv HOME={} XDG_RUNTIME_DIR={}",
+        "SetEnv HOME={} XDG_RUNTIME_DIR={}{session_env}",
         remote.path().display(),
         runtime.display()
     ));
@@ -199,6 +224,107 @@ fn remote_install_is_fresh_then_idempotent_and_status_shows_it() {
     assert_eq!(names, vec![std::ffi::OsString::from("airlock")]);
 }
 
+/// `remote status --json` and `jupyter HOST --list --json` through real sshd, under the field
+/// names their help lists. The server's Jupyter state files are written here (one server whose
+/// process runs, one whose process has ended), so no JupyterLab is needed.
+#[test]
+fn remote_status_and_jupyter_list_as_json() {
+    let s = setup(None);
+    let bin = s.remote_dir_arg();
+    let status = || {
+        let out = run(s
+            .airlock(&["remote", "status", "gpu-node", "--json"])
+            .args(["--remote-dir", &bin]));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&out.stdout), text(&out.stderr)));
+        (out.status.code(), v)
+    };
+    let local = text(&run(Command::new("sha256sum").arg(EXE)).stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let (code, v) = status();
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["installed"], false);
+    assert_eq!(v["sha256"], serde_json::Value::Null);
+    assert_eq!(v["version"], serde_json::Value::Null);
+    assert_eq!(v["local_sha256"], local.as_str());
+    assert_eq!(v["host"], "gpu-node");
+    assert!(v["platform"].as_str().unwrap().starts_with("Linux "), "{v}");
+
+    assert_ok(&s.install());
+    let runtime = s.remote.path().join("r/airlock");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+    let mut ended = Command::new("true").spawn().unwrap();
+    ended.wait().unwrap();
+    for (id, pid) in [("aaaa", sleeper.id()), ("bbbb", ended.id())] {
+        let file = |ext: &str| runtime.join(format!("jupyter-{id}.{ext}"));
+        let state = serde_json::json!({
+            "id": id, "pid": pid, "socket": file("sock"), "token_file": file("token"),
+            "log": file("log"), "prefix": "/envs/torch", "dir": "/data/project",
+        });
+        std::fs::write(file("json"), state.to_string()).unwrap();
+    }
+    let (code, v) = status();
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["installed"], true);
+    assert_eq!(v["up_to_date"], true);
+    assert_eq!(v["sha256"], local.as_str());
+    assert_eq!(
+        v["version"],
+        format!("airlock {}", env!("CARGO_PKG_VERSION")).as_str()
+    );
+    assert!(v["environments"].is_array(), "{v}");
+    let servers = v["jupyter"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(servers.len(), 2, "{v}");
+    assert_eq!(servers[0]["id"], "aaaa");
+    assert_eq!(servers[0]["running"], true);
+    assert_eq!(servers[1]["running"], false);
+    assert_eq!(servers[0]["prefix"], "/envs/torch");
+    assert_eq!(servers[0]["dir"], "/data/project");
+    let mut fields: Vec<&str> = servers[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["dir", "id", "log", "pid", "prefix", "running", "socket"]
+    );
+    // `jupyter --list --json` prints the same list (the process is gone by now).
+    let out = assert_ok(&run(&mut s.airlock(&[
+        "jupyter",
+        "gpu-node",
+        "--list",
+        "--json",
+        "--remote-dir",
+        &bin,
+    ])));
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["id"], "aaaa");
+    assert_eq!(list[0]["running"], false, "{list}");
+    assert_eq!(list[1], servers[1]);
+    // The help lists every field.
+    let help = assert_ok(&run(&mut s.airlock(&["remote", "status", "--help"])));
+    for field in v.as_object().unwrap().keys() {
+        assert!(
+            help.contains(&format!("  {field} ")),
+            "help lacks {field}:\n{help}"
+        );
+    }
+}
+
 #[test]
 fn remote_status_reports_a_changed_binary_and_install_replaces_it() {
     let s = setup(None);
@@ -217,6 +343,136 @@ fn remote_status_reports_a_changed_binary_and_install_replaces_it() {
     let stdout = assert_ok(&s.install());
     assert!(stdout.contains("installed airlock"), "{stdout}");
     assert!(same_file(&installed, Path::new(EXE)));
+}
+
+/// From a laptop of another architecture: the server (its `uname -sm` says the other of
+/// x86_64 and aarch64) gets the build named with `--binary` or found in the builds directory
+/// by target triple, never this airlock; without one the error says what to do.
+#[test]
+fn remote_install_for_another_architecture_takes_a_build_for_it() {
+    let (local, other) = if cfg!(target_arch = "aarch64") {
+        ("aarch64", "x86_64")
+    } else {
+        ("x86_64", "aarch64")
+    };
+    let s = setup_on(None, Some(&format!("Linux {other}")));
+    let install = |extra: &[&str]| {
+        run(s
+            .airlock(&["remote", "install", "gpu-node", "--remote-dir"])
+            .arg(s.remote_dir_arg())
+            .args(extra))
+    };
+    let installed = s.bin_dir().join("airlock");
+    let builds = s.chain.home().data_dir().join("airlock/builds");
+
+    let status = |extra: &[&str]| {
+        run(s
+            .airlock(&["remote", "status", "gpu-node", "--remote-dir"])
+            .arg(s.remote_dir_arg())
+            .args(extra))
+    };
+    let out = install(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for needle in [
+        format!("gpu-node runs Linux {other} but this airlock is built for Linux {local}"),
+        format!("cargo build --release --target {other}-unknown-linux-musl"),
+        format!(
+            "airlock remote install gpu-node --binary target/{other}-unknown-linux-musl/release/airlock"
+        ),
+        format!(
+            "{}",
+            builds
+                .join(format!("{other}-unknown-linux-gnu/airlock"))
+                .display()
+        ),
+    ] {
+        assert!(err.contains(&needle), "no {needle:?} in: {err}");
+    }
+    assert!(!installed.exists());
+
+    // This airlock, or a file that is no program, is refused by its header.
+    let out = install(&["--binary", EXE]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "is a program for Linux {local}, but gpu-node runs Linux {other}"
+        )),
+        "{err}"
+    );
+    let not_a_program = s.remote.path().join("notes.txt");
+    std::fs::write(&not_a_program, "hello\n").unwrap();
+    let out = install(&["--binary", not_a_program.to_str().unwrap()]);
+    assert!(
+        text(&out.stderr).contains("is not a program airlock recognises"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = install(&["--binary", "/nonexistent/airlock"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot read /nonexistent/airlock: No such file or directory")
+            && !err.contains("os error"),
+        "{err}"
+    );
+    assert!(!installed.exists());
+
+    // A build for the other architecture: this binary's ELF header with e_machine changed.
+    let mut build = std::fs::read(EXE).unwrap()[..8192].to_vec();
+    build[18..20].copy_from_slice(&(if other == "aarch64" { 183_u16 } else { 62 }).to_le_bytes());
+    let given = s.remote.path().join("airlock-cross");
+    std::fs::write(&given, &build).unwrap();
+    let out = install(&["--binary", given.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(same_file(&installed, &given));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("installing {}", given.display())),
+        "{err}"
+    );
+    // It cannot run on this (really {local}) machine, and install says so.
+    assert!(
+        err.contains("the installed binary does not run on gpu-node"),
+        "{err}"
+    );
+
+    // Found by target triple in the builds directory.
+    std::fs::remove_file(&installed).unwrap();
+    let found = builds.join(format!("{other}-unknown-linux-gnu/airlock"));
+    std::fs::create_dir_all(found.parent().unwrap()).unwrap();
+    build[100] ^= 1;
+    std::fs::write(&found, &build).unwrap();
+    let out = install(&[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(same_file(&installed, &found));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "installing the build for {other}-unknown-linux-gnu from {}",
+            found.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    // status compares with that build, not with this airlock.
+    let stdout = assert_ok(&status(&[]));
+    assert!(
+        stdout.contains(&format!(
+            "checksum: matches the build for Linux {other} here"
+        )),
+        "{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&status(&["--json"]).stdout).unwrap();
+    assert_eq!(v["up_to_date"], true, "{v}");
+    assert_eq!(v["local_sha256"], v["sha256"], "{v}");
+    std::fs::remove_file(&found).unwrap();
+    let stdout = assert_ok(&status(&[]));
+    assert!(
+        stdout.contains(&format!("checksum: no build for Linux {other} here")),
+        "{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&status(&["--json"]).stdout).unwrap();
+    assert_eq!(v["local_sha256"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["up_to_date"], false, "{v}");
 }
 
 #[test]

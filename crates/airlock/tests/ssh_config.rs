@@ -557,6 +557,29 @@ fn check_text_output_names_file_line_and_fix() {
 
 const EXISTING: &str = "# My ssh config\n\n# the bastion, keep first\nHost bastion\n    HostName bastion.lab.example.org # inline note\n    User jdoe\n\n# everything else\nHost *\n    ServerAliveInterval 30\n";
 
+/// The command succeeded; its stderr otherwise.
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The flags of a full `Host gpu` block.
+const GPU_BLOCK: &[&str] = &[
+    "gpu",
+    "--hostname",
+    "gpu-node-01.lab",
+    "--user",
+    "jdoe",
+    "--key",
+    "lab",
+    "--proxy-jump",
+    "bastion",
+    "--forward-agent",
+];
+
 fn add_host(sb: &Sandbox, cfg: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["ssh-config", "add-host", "-F", cfg.to_str().unwrap()];
     args.extend(extra);
@@ -569,24 +592,9 @@ fn add_host_is_idempotent_and_keeps_comments() {
     let cfg = sb.home.join(".ssh/config");
     std::fs::write(&cfg, EXISTING).unwrap();
     set_mode(&cfg, 0o600);
-    let args = [
-        "gpu",
-        "--hostname",
-        "gpu-node-01.lab",
-        "--user",
-        "jdoe",
-        "--key",
-        "lab",
-        "--proxy-jump",
-        "bastion",
-        "--forward-agent",
-    ];
-    let out = add_host(&sb, &cfg, &args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = GPU_BLOCK;
+    let out = add_host(&sb, &cfg, args);
+    assert_ok(&out);
     let first = std::fs::read(&cfg).unwrap();
     let text = String::from_utf8(first.clone()).unwrap();
     for comment in [
@@ -618,7 +626,7 @@ fn add_host_is_idempotent_and_keeps_comments() {
         assert_eq!(mode, 0o600);
     }
     // Twice gives identical bytes.
-    let out = add_host(&sb, &cfg, &args);
+    let out = add_host(&sb, &cfg, args);
     assert!(out.status.success());
     assert_eq!(std::fs::read(&cfg).unwrap(), first);
     // Updating in place: same block, new values, nothing else moves.
@@ -627,19 +635,190 @@ fn add_host_is_idempotent_and_keeps_comments() {
         &cfg,
         &["gpu", "--hostname", "gpu-node-02.lab", "--port", "2222"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let updated = std::fs::read_to_string(&cfg).unwrap();
     assert_eq!(updated.matches("Host gpu").count(), 1, "{updated}");
     assert!(
-        updated.contains("HostName gpu-node-02.lab\n    Port 2222\n    IdentitiesOnly yes\n"),
+        updated.contains("HostName gpu-node-02.lab\n    User jdoe\n"),
         "{updated}"
     );
-    assert!(!updated.contains("ForwardAgent /"), "{updated}");
+    assert!(
+        updated.contains("ForwardAgent /") && updated.contains("    Port 2222\n"),
+        "{updated}"
+    );
     assert_eq!(updated.matches("Host *").count(), 2, "{updated}");
+}
+
+/// The block a first `add-host` wrote, then a second call naming only `--hostname`: User,
+/// IdentityFile, IdentitiesOnly, ProxyJump and ForwardAgent survive (they were dropped
+/// before), the diff on stderr shows exactly the one changed line, and `ssh -G` agrees.
+#[test]
+fn add_host_again_changes_only_what_its_flags_name() {
+    let sb = Sandbox::new();
+    let cfg = sb.root.join("config");
+    std::fs::write(&cfg, EXISTING).unwrap();
+    let first = add_host(&sb, &cfg, GPU_BLOCK);
+    assert_ok(&first);
+    let before = std::fs::read_to_string(&cfg).unwrap();
+    let out = add_host(&sb, &cfg, &["gpu", "--hostname", "gpu-node-02.lab"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let after = std::fs::read_to_string(&cfg).unwrap();
+    assert_eq!(
+        after,
+        before.replace("HostName gpu-node-01.lab", "HostName gpu-node-02.lab")
+    );
+    assert!(err.contains("changed `Host gpu`"), "{err}");
+    let changed: Vec<&str> = err.lines().filter(|l| l.starts_with(['-', '+'])).collect();
+    assert_eq!(
+        changed,
+        [
+            "-    HostName gpu-node-01.lab",
+            "+    HostName gpu-node-02.lab"
+        ],
+        "{err}"
+    );
+    let g = sb.ssh_g(&["-F", cfg.to_str().unwrap(), "gpu"]);
+    let g = String::from_utf8(g.stdout).unwrap();
+    let socket = sb.root.join("xdg-run/airlock/agent.sock");
+    for want in [
+        "hostname gpu-node-02.lab".to_owned(),
+        "user jdoe".to_owned(),
+        "identitiesonly yes".to_owned(),
+        "proxyjump bastion".to_owned(),
+        format!("forwardagent {}", socket.display()),
+    ] {
+        assert!(g.lines().any(|l| l == want), "missing {want:?} in:\n{g}");
+    }
+    // --no-forward-agent takes the one line out, and the guard's `no` applies.
+    let out = add_host(&sb, &cfg, &["gpu", "--no-forward-agent"]);
+    assert_ok(&out);
+    let g = sb.ssh_g(&["-F", cfg.to_str().unwrap(), "gpu"]);
+    let g = String::from_utf8(g.stdout).unwrap();
+    assert!(g.lines().any(|l| l == "forwardagent no"), "{g}");
+    assert!(g.lines().any(|l| l == "user jdoe"), "{g}");
+}
+
+/// `--replace` writes the block's settings from the flags alone; the block's comments stay.
+#[test]
+fn add_host_replace_rewrites_the_block() {
+    let sb = Sandbox::new();
+    let cfg = sb.root.join("config");
+    let original = "Host gpu\n    # my GPU box\n    HostName old.lab\n    User jdoe\n    Compression yes\n\nHost *\n    ForwardAgent no\n";
+    std::fs::write(&cfg, original).unwrap();
+    let out = add_host(
+        &sb,
+        &cfg,
+        &[
+            "gpu",
+            "--replace",
+            "--hostname",
+            "new.lab",
+            "--port",
+            "2200",
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        "Host gpu\n    HostName new.lab\n    Port 2200\n    IdentitiesOnly yes\n    # my GPU box\n\nHost *\n    ForwardAgent no\n"
+    );
+    // Without --hostname there is nothing to rewrite the block from.
+    let out = add_host(&sb, &cfg, &["gpu", "--replace", "--port", "22"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("airlock: error:") && err.contains("--hostname"),
+        "{err}"
+    );
+}
+
+/// A block the user wrote by hand: its odd spacing, comments and other settings, and every
+/// other block, stay byte for byte; only the named line changes and the diff says which.
+#[test]
+fn add_host_on_a_hand_written_block_changes_one_line() {
+    let sb = Sandbox::new();
+    let cfg = sb.root.join("config");
+    let original = "# mine\nHost gpu\n\t# keep me\n\tHostname=old.lab\n\tuser   jdoe\n\tForwardX11 yes\n\n# others\nHost bastion\n  User x\nHost *\n  ForwardAgent no\n";
+    std::fs::write(&cfg, original).unwrap();
+    let out = add_host(&sb, &cfg, &["gpu", "--port", "2222"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        original.replace("\tForwardX11 yes\n", "\tForwardX11 yes\n\tPort 2222\n")
+    );
+    assert!(err.contains("+\tPort 2222"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with(['-', '+'])).count(),
+        1,
+        "{err}"
+    );
+    // A second identical call changes nothing.
+    let out = add_host(&sb, &cfg, &["gpu", "--port", "2222"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already up to date"));
+    // --dry-run shows the change it would make and writes nothing.
+    let before = std::fs::read(&cfg).unwrap();
+    let out = add_host(&sb, &cfg, &["gpu", "--user", "other", "--dry-run"]);
+    assert_ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("would change `Host gpu` (nothing written)")
+            && err.contains("-\tuser   jdoe\n+\tUser other\n"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&cfg).unwrap(), before);
+}
+
+/// ssh expands `~` in its config to the password database's home; airlock keeps keys under
+/// `$HOME`. The `IdentityFile` add-host writes must be the file `key new` made, whether the
+/// two homes agree (then `~/...`) or not (then the absolute path).
+#[test]
+fn add_host_identity_file_is_the_key_that_key_new_made() {
+    let Some(sb) = with_home("add_host_identity_file_is_the_key_that_key_new_made") else {
+        return;
+    };
+    let other_home = sb.root.join("other-home");
+    std::fs::create_dir_all(&other_home).unwrap();
+    for (home, expect_tilde) in [(&sb.home, true), (&other_home, false)] {
+        let run = |args: &[&str]| {
+            sb.command(env!("CARGO_BIN_EXE_airlock"))
+                .env("HOME", home)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let out = run(&["key", "new", "lab", "--no-passphrase"]);
+        assert_ok(&out);
+        let key_file = home.join(".ssh/airlock/lab");
+        assert!(key_file.exists());
+        let cfg = sb.root.join(format!("config-{expect_tilde}"));
+        let out = run(&[
+            "ssh-config",
+            "add-host",
+            "-F",
+            cfg.to_str().unwrap(),
+            "gpu",
+            "--hostname",
+            "gpu.lab",
+            "--key",
+            "lab",
+        ]);
+        assert_ok(&out);
+        // What ssh will open: its own `~` is the password database's home.
+        let g = sb.ssh_g(&["-F", cfg.to_str().unwrap(), "gpu"]);
+        let g = String::from_utf8(g.stdout).unwrap();
+        let written = g
+            .lines()
+            .find_map(|l| l.strip_prefix("identityfile "))
+            .unwrap_or_else(|| panic!("no identityfile in:\n{g}"));
+        assert_eq!(written.starts_with("~/"), expect_tilde, "{written}");
+        let opened = match written.strip_prefix("~/") {
+            Some(rest) => sb.home.join(rest),
+            None => PathBuf::from(written),
+        };
+        assert_eq!(opened, key_file, "ssh would open {written}");
+    }
 }
 
 #[test]
@@ -665,13 +844,9 @@ fn add_host_then_ssh_g_shows_intended_settings() {
             "--forward-agent",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let g = sb.ssh_g(&["-F", cfg.to_str().unwrap(), "gpu"]);
-    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+    assert_ok(&g);
     let g = String::from_utf8(g.stdout).unwrap();
     let socket = sb.root.join("xdg-run/airlock/agent.sock");
     for want in [
@@ -700,16 +875,34 @@ fn add_host_creates_missing_file() {
     let sb = Sandbox::new();
     let cfg = sb.root.join("newdir/config");
     let out = add_host(&sb, &cfg, &["box", "--hostname", "box.example"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(
         std::fs::read_to_string(&cfg).unwrap(),
         "Host box\n    HostName box.example\n    IdentitiesOnly yes\n\n# Added by airlock: no agent forwarding unless a Host block above enables it.\nHost *\n    ForwardAgent no\n"
     );
     assert!(!sb.root.join("newdir/config.airlock-bak").exists());
+}
+
+#[test]
+fn add_host_where_the_file_cannot_be_written_says_why_in_plain_words() {
+    let sb = Sandbox::new();
+    let blocker = sb.root.join("blocker");
+    std::fs::write(&blocker, "").unwrap();
+    let out = add_host(
+        &sb,
+        &blocker.join("config"),
+        &["box", "--hostname", "box.example"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "airlock: error: cannot update {}: Not a directory",
+            blocker.join("config").display()
+        ),
+        "{err}"
+    );
 }
 
 #[test]

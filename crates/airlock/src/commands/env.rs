@@ -2,7 +2,7 @@
 //! [`airlock_env::config::Settings`], and each subcommand calls one `airlock_env` operation.
 
 use std::ffi::OsString;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -78,6 +78,9 @@ impl TargetArgs {
 #[derive(Debug, clap::Subcommand)]
 enum EnvCommand {
     /// Create an environment from specs or an environment.yml.
+    #[command(
+        after_help = "Examples:\n  airlock env create -n torch -c conda-forge python=3.12 pytorch\n  airlock env create -f environment.yml\n  airlock env create -p ./.env -f environment.yml --force"
+    )]
     Create {
         #[command(flatten)]
         target: TargetArgs,
@@ -105,11 +108,15 @@ enum EnvCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove an environment.
+    /// Remove an environment (asks first on a terminal; without one, only with --yes).
     #[command(alias = "rm")]
     Remove {
         #[command(flatten)]
         target: TargetArgs,
+        /// Do not ask. Without a terminal to ask on, nothing is removed unless this is given
+        /// (where conda would read a missing answer as yes, airlock refuses).
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
     /// Print an environment in conda's formats.
     Export {
@@ -130,6 +137,9 @@ enum EnvCommand {
     },
     /// Solve an environment.yml (and resolve its pip: section) for one or more platforms and
     /// write a pixi.lock (v7).
+    #[command(
+        after_help = "Examples:\n  airlock env lock -f environment.yml    (writes pixi.lock beside it)\n  airlock env lock -f environment.yml --platform linux-64 --platform osx-arm64"
+    )]
     Lock {
         /// The environment.yml.
         #[arg(short = 'f', long = "file")]
@@ -148,6 +158,9 @@ enum EnvCommand {
         output: Option<PathBuf>,
     },
     /// Create an environment exactly from a lock file (conda and pypi packages), without solving.
+    #[command(
+        after_help = "Examples:\n  airlock env install --lock pixi.lock -n torch\n  airlock env install --lock pixi.lock -p ./.env --platform linux-64 --force"
+    )]
     Install {
         /// The lock file (pixi.lock).
         #[arg(long)]
@@ -178,12 +191,24 @@ enum EnvCommand {
         specs: Vec<String>,
     },
     /// Run a command inside an environment; its exit status is passed through.
+    #[command(
+        after_help = "Examples:\n  airlock env run -n torch python train.py\n  airlock env run -n torch -- python -c 'import torch; print(torch.__version__)'"
+    )]
     Run {
         #[command(flatten)]
         target: TargetArgs,
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<OsString>,
+    },
+    /// Open a shell in the environment, activated as `env run` does (as `pixi shell`): $SHELL,
+    /// else /bin/sh; `exit` leaves it, and its exit status is passed through.
+    #[command(
+        after_help = "The activation is in the environment the shell starts with; a startup file that sets PATH again (e.g. a `conda init` block in ~/.bashrc activating base) can undo it there.\n\nExamples:\n  airlock env shell -n torch\n  echo 'python train.py' | airlock env shell -n torch"
+    )]
+    Shell {
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Print a script that activates the environment: `eval "$(airlock env shell-hook -n NAME)"`.
     ShellHook {
@@ -288,6 +313,11 @@ fn display_name(target: &Target) -> String {
     }
 }
 
+/// A child's exit status as ours (a signal is already `128 + N`).
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // A channel token goes into request URLs (`/t/TOKEN/`), and HTTP errors quote them.
@@ -353,9 +383,27 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        EnvCommand::Remove { target } => {
+        EnvCommand::Remove { target, yes } => {
             let target = target.required()?;
             let prefix = envs::find(&settings, &target)?;
+            if !yes {
+                let question = format!(
+                    "Remove environment {} ({})?",
+                    display_name(&target),
+                    prefix.display()
+                );
+                match super::confirm(&question)? {
+                    None => anyhow::bail!(
+                        "refusing to remove {} without confirmation: there is no terminal to ask on; pass --yes",
+                        prefix.display()
+                    ),
+                    Some(false) => {
+                        eprintln!("airlock: nothing removed");
+                        return Ok(ExitCode::from(1));
+                    }
+                    Some(true) => {}
+                }
+            }
             envs::remove(&settings, &prefix)?;
             eprintln!("airlock: removed {}", prefix.display());
             Ok(ExitCode::SUCCESS)
@@ -469,9 +517,23 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("give the command to run after --");
             };
             let code = activate::run(&prefix, program, rest)?;
-            Ok(ExitCode::from(
-                u8::try_from(code.clamp(0, 255)).unwrap_or(1),
-            ))
+            Ok(exit_code(code))
+        }
+        EnvCommand::Shell { target } => {
+            let target = target.required()?;
+            let prefix = envs::find(&settings, &target)?;
+            let shell = std::env::var_os("SHELL")
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "/bin/sh".into());
+            if std::io::stdin().is_terminal() {
+                eprintln!(
+                    "airlock: a shell in {} ({}); `exit` leaves it",
+                    display_name(&target),
+                    prefix.display()
+                );
+            }
+            let code = activate::run(&prefix, &shell, &[])?;
+            Ok(exit_code(code))
         }
         EnvCommand::Cache {
             command: CacheCommand::Prune,

@@ -34,7 +34,11 @@ const READY_TIMEOUT: Duration = Duration::from_mins(3);
 
 /// Flags of `airlock jupyter`.
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Examples:\n  airlock jupyter gpu -n torch                 start Jupyter Lab in env torch, open the browser\n  airlock jupyter gpu -n torch --dir /data/project --no-browser\n  airlock jupyter gpu --list                   the servers running on gpu, with their ids\n  airlock jupyter gpu --id ID                  open a tunnel to a running server again\n  airlock jupyter gpu --stop"
+)]
 pub struct Args {
     #[command(subcommand)]
     serve: Option<JupyterCommand>,
@@ -58,6 +62,11 @@ pub struct Args {
     /// List the Jupyter servers running on HOST.
     #[arg(long, conflicts_with = "stop")]
     list: bool,
+    /// With --list: one JSON array, an object per server with the fields id, pid, running
+    /// (true while its process runs), prefix (the environment), dir, socket and log (paths on
+    /// HOST).
+    #[arg(long, requires = "list")]
+    json: bool,
     /// Stop the Jupyter servers on HOST (all, or the one given by `--id`) and remove their files.
     #[arg(long)]
     stop: bool,
@@ -107,6 +116,9 @@ struct ServeArgs {
     /// List the running servers.
     #[arg(long, conflicts_with = "stop")]
     list: bool,
+    /// With --list: as JSON.
+    #[arg(long, requires = "list")]
+    json: bool,
     /// Stop servers (all, or `--id`) and remove their files.
     #[arg(long)]
     stop: bool,
@@ -200,6 +212,9 @@ fn laptop(args: &Args, host: &HostArgs) -> anyhow::Result<ExitCode> {
     let mut words = server_words(&args.server);
     if args.list || args.stop {
         words.push_str(if args.list { " --list" } else { " --stop" });
+        if args.json {
+            words.push_str(" --json");
+        }
         if let Some(id) = &args.id {
             words.push_str(" --id ");
             words.push_str(&shell_quote(id));
@@ -451,7 +466,7 @@ impl RedirectPage {
 fn serve_command(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = runtime_dir(args.server.runtime_dir.as_deref())?;
     if args.list {
-        return Ok(list(&runtime));
+        return list(&runtime, args.json);
     }
     if args.stop {
         return Ok(stop(&runtime, args.id.as_deref()));
@@ -736,23 +751,50 @@ fn alive(pid: u32) -> bool {
     })
 }
 
-fn list(runtime: &Path) -> ExitCode {
-    let found = states(runtime);
-    if found.is_empty() {
+/// A row of `--list --json`; the field names are in `--json`'s help.
+#[derive(Debug, Serialize)]
+struct ServerRow {
+    id: String,
+    pid: u32,
+    running: bool,
+    prefix: PathBuf,
+    dir: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+fn list(runtime: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let rows: Vec<ServerRow> = states(runtime)
+        .into_iter()
+        .map(|(_, s)| ServerRow {
+            running: alive(s.pid),
+            id: s.id,
+            pid: s.pid,
+            prefix: s.prefix,
+            dir: s.dir,
+            socket: s.socket,
+            log: s.log,
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
         println!("no Jupyter servers");
     }
-    for (_, s) in found {
+    for s in rows {
         println!(
             "jupyter {} pid {} {} env {} dir {} socket {}",
             s.id,
             s.pid,
-            if alive(s.pid) { "running" } else { "exited" },
+            if s.running { "running" } else { "exited" },
             s.prefix.display(),
             s.dir.display(),
             s.socket.display()
         );
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The [`Started`] line of a running server, for the laptop to open a tunnel to it again.

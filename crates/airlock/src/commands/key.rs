@@ -1,8 +1,8 @@
-//! `airlock key`: per-project SSH keys (new, list, show, load, rm, import).
+//! `airlock key`: per-project SSH keys (new, list, show, load, rm, import, passwd, expire).
 //!
 //! Flags and environment are resolved here into plain values; the work is in `airlock-keys`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -42,6 +42,10 @@ enum KeyCommand {
     Rm(RmArgs),
     /// Copy an existing OpenSSH private key (e.g. made by ssh-keygen) into the keys directory.
     Import(ImportArgs),
+    /// Change a key's passphrase (the current one is checked first), as `ssh-keygen -p`.
+    Passwd(PasswdArgs),
+    /// Change when a key expires: DURATION from now (later or sooner than before), or never.
+    Expire(ExpireArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -62,6 +66,9 @@ impl From<TypeArg> for KeyFamily {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  airlock key new ai-project --expires 90d\n  airlock key new ci-deploy --no-passphrase --expires 30d\n  airlock key new old-server -t rsa -b 4096"
+)]
 struct NewArgs {
     /// Key name: letters, digits, '.', '_', '-'.
     name: String,
@@ -105,6 +112,9 @@ struct ShowArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  airlock key load ai-project\n  airlock key load ai-project -t 8h -c    (gone after 8 hours; confirm each use)\n  airlock key load ai-project --socket /tmp/agent.sock"
+)]
 struct LoadArgs {
     /// Key name.
     name: String,
@@ -152,6 +162,44 @@ struct ImportArgs {
     force: bool,
 }
 
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Passphrases are asked on the terminal (the new one twice; empty both times stores the key unencrypted) or read from the first line of a file, never taken from the command line.\n\nExamples:\n  airlock key passwd ai-project\n  airlock key passwd ai-project --passphrase-file old.txt --new-passphrase-file new.txt"
+)]
+struct PasswdArgs {
+    /// Key name.
+    name: String,
+    /// Read the current passphrase from the first line of FILE instead of asking.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Read the new passphrase from the first line of FILE instead of asking.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_passphrase")]
+    new_passphrase_file: Option<PathBuf>,
+    /// Store the key unencrypted from now on.
+    #[arg(long)]
+    no_passphrase: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    group(clap::ArgGroup::new("when").required(true).args(["expires_in", "never"])),
+    after_help = "A key already in an agent keeps the lifetime it was loaded with; `airlock key load` again gives it the new one.\n\nExamples:\n  airlock key expire ai-project --in 30d    (30 days from now)\n  airlock key expire ai-project --never"
+)]
+struct ExpireArgs {
+    /// Key name.
+    name: String,
+    /// Expire this long from now, e.g. 12h, 30d, 12w, 1y.
+    #[arg(long = "in", value_name = "DURATION")]
+    expires_in: Option<String>,
+    /// Never expire.
+    #[arg(long)]
+    never: bool,
+    /// Agent socket, to say whether it holds the key (default $SSH_AUTH_SOCK, else the airlock
+    /// agent's).
+    #[arg(long, value_name = "SOCK")]
+    socket: Option<PathBuf>,
+}
+
 /// Run `airlock key`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = KeyStore::new(paths::keys_dir());
@@ -162,6 +210,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         KeyCommand::Load(args) => load(&store, &args),
         KeyCommand::Rm(args) => rm(&store, &args),
         KeyCommand::Import(args) => import(&store, &args),
+        KeyCommand::Passwd(args) => passwd(&store, &args),
+        KeyCommand::Expire(args) => expire(&store, &args),
     }
 }
 
@@ -476,25 +526,20 @@ fn rm(store: &KeyStore, args: &RmArgs) -> anyhow::Result<ExitCode> {
     let name = KeyName::new(&args.name)?;
     let key = store.get(&name)?;
     if !args.yes {
-        if !is_interactive() {
-            anyhow::bail!(
-                "refusing to delete key {name} without confirmation: there is no terminal to ask on; pass --yes"
-            );
-        }
-        eprint!(
-            "Delete key {name} ({}) and its files in {}? [y/N] ",
+        let question = format!(
+            "Delete key {name} ({}) and its files in {}?",
             key.metadata.fingerprint,
             store.dir().display()
         );
-        std::io::stderr().flush()?;
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("reading the answer")?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-            eprintln!("Nothing deleted.");
-            return Ok(ExitCode::from(1));
+        match super::confirm(&question)? {
+            None => anyhow::bail!(
+                "refusing to delete key {name} without confirmation: there is no terminal to ask on; pass --yes"
+            ),
+            Some(false) => {
+                eprintln!("Nothing deleted.");
+                return Ok(ExitCode::from(1));
+            }
+            Some(true) => {}
         }
     }
     let socket = agent_socket(args.socket.as_deref());
@@ -547,5 +592,70 @@ fn import(store: &KeyStore, args: &ImportArgs) -> anyhow::Result<ExitCode> {
         key.paths.private.display()
     );
     print_public(&key)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn passwd(store: &KeyStore, args: &PasswdArgs) -> anyhow::Result<ExitCode> {
+    let name = KeyName::new(&args.name)?;
+    let key = store.get(&name)?;
+    // Refuse before asking for the current passphrase when the new one cannot be asked for.
+    if !args.no_passphrase && args.new_passphrase_file.is_none() && !is_interactive() {
+        anyhow::bail!(
+            "no terminal to ask for the new passphrase: pass --new-passphrase-file FILE, or \
+             --no-passphrase to store the key unencrypted"
+        );
+    }
+    let private = store.unlock(&key, existing_passphrase(args.passphrase_file.as_deref()))?;
+    let passphrase = if args.no_passphrase {
+        None
+    } else if let Some(file) = &args.new_passphrase_file {
+        Some(Passphrase::from_file(file)?)
+    } else {
+        Passphrase::prompt_twice(&format!(
+            "Enter new passphrase for key {name} (empty for no passphrase): "
+        ))?
+    };
+    let updated = store.set_passphrase(&key, &private, passphrase.as_ref())?;
+    drop(private);
+    drop(passphrase);
+    if updated.metadata.encrypted {
+        eprintln!(
+            "Key {name} has a new passphrase: {}",
+            updated.paths.private.display()
+        );
+    } else {
+        eprintln!(
+            "Key {name} is stored unencrypted: {}",
+            updated.paths.private.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn expire(store: &KeyStore, args: &ExpireArgs) -> anyhow::Result<ExitCode> {
+    let name = KeyName::new(&args.name)?;
+    let now = airlock_keys::now();
+    let expires = match &args.expires_in {
+        Some(text) => airlock_keys::store::expires_at(now, Some(parse_duration(text)?))?,
+        None => None,
+    };
+    let key = store.set_expiry(&name, expires)?;
+    match expires {
+        Some(at) => eprintln!(
+            "Key {name} expires {} (in {}).",
+            format_time(at),
+            format_duration((at - now).unsigned_abs())
+        ),
+        None => eprintln!("Key {name} never expires."),
+    }
+    let socket = agent_socket(args.socket.as_deref());
+    let held = Agent::connect(&socket).and_then(|mut agent| agent.holds(&key.public_key));
+    if matches!(held, Ok(true)) {
+        eprintln!(
+            "The agent at {} holds {name} with the lifetime it was loaded with; \
+             `airlock key load {name}` again gives it the new one.",
+            socket.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,12 +3,14 @@
 pub mod agent;
 pub mod approve;
 pub mod audit;
+pub mod completions;
 pub mod connect;
 pub mod demo;
 pub mod env;
 pub mod guard;
 pub mod jupyter;
 pub mod key;
+pub mod man;
 pub mod policy;
 pub mod policy_setup;
 pub mod remote;
@@ -17,6 +19,49 @@ pub mod ssh_config;
 use std::process::ExitCode;
 
 use crate::cli::Command;
+
+/// Write generated text to stdout. A reader that stops early (`| head`) is not an error, as
+/// for the programs that die of SIGPIPE there.
+pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::anyhow!(
+            "cannot write to standard output: {}",
+            io_reason(&e)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Ask a yes/no question on the terminal (stdin and stderr), `no` unless answered `y` or
+/// `yes`. `Ok(None)`: there is no terminal to ask on, so the caller refuses and names `--yes`.
+pub fn confirm(question: &str) -> anyhow::Result<Option<bool>> {
+    use std::io::{BufRead as _, Write as _};
+    if !airlock_keys::passphrase::is_interactive() {
+        return Ok(None);
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| anyhow::anyhow!("cannot read the answer: {}", io_reason(&e)))?;
+    Ok(Some(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    )))
+}
+
+/// An I/O error in the user's words: the system's message without Rust's `(os error N)`.
+pub fn io_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match (error.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(at)) => text.get(..at).unwrap_or(&text).to_owned(),
+        _ => text,
+    }
+}
 
 /// Dispatch a parsed command.
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -33,5 +78,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Connect(args) => connect::run(args),
         Command::Remote(args) => remote::run(args),
         Command::Jupyter(args) => jupyter::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }

@@ -39,13 +39,31 @@ enum PolicyCommand {
     Init(InitArgs),
 }
 
+/// The fields of `policy check --json`, said in its help.
+const CHECK_JSON_HELP: &str = "With --json, one object on stdout:
+  policy        the policy file
+  unrestricted  true when there is no policy file (every key usable everywhere)
+  defaults      {forward: \"deny\"|\"allow\", confirm}, null when unrestricted
+  keys          one object per [[key]] rule, in file order:
+                key, line, fingerprints, forward_through, use_for, sign (lists as
+                written, null when absent), confirm, lifetime_seconds (null: none),
+                patterns: [{field, pattern, hosts: [{name, host_keys, cas}]}]
+  warnings      what to fix, as the text output says it";
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = CHECK_JSON_HELP)]
 struct CheckArgs {
     /// The policy file to check (default: --policy, or the usual place).
     file: Option<PathBuf>,
+    /// Print one JSON object (fields below) instead of the text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  airlock policy explain -k ai-project --to github.com\n  airlock policy explain -k ai-project --via gpu --to github.com\n  airlock policy explain -k ai-project --via gpu --sshsig git"
+)]
 struct ExplainArgs {
     /// The key: an airlock key name, an agent key comment, or SHA256:... fingerprint.
     #[arg(long, short = 'k', value_name = "KEY")]
@@ -69,6 +87,9 @@ struct ExplainArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  airlock policy init && airlock policy check\n  airlock policy init -o /tmp/policy.toml    (a draft to compare with yours)"
+)]
 struct InitArgs {
     /// Where to write (default: --policy, or the usual place).
     #[arg(long, short = 'o', value_name = "FILE")]
@@ -115,6 +136,12 @@ fn check(settings: &Settings, args: CheckArgs) -> anyhow::Result<ExitCode> {
         bail!("{}: no such file", sources.policy_file.display());
     }
     let policy = CompiledPolicy::load(&sources)?;
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&check_json(&policy))?;
+        text.push('\n');
+        print(&text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = String::new();
     if policy.is_unrestricted() {
         let _ = writeln!(out, "{}.", unrestricted_message(policy.path()));
@@ -203,6 +230,69 @@ fn check(settings: &Settings, args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     print(&out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `check` says, as JSON ([`CHECK_JSON_HELP`] names the fields).
+fn check_json(policy: &CompiledPolicy) -> serde_json::Value {
+    use serde_json::json;
+    let Some(file) = policy.file() else {
+        return json!({
+            "policy": policy.path(),
+            "unrestricted": true,
+            "defaults": null,
+            "keys": [],
+            "warnings": policy.warnings(),
+        });
+    };
+    let keys: Vec<serde_json::Value> = policy
+        .rules()
+        .iter()
+        .map(|rule| {
+            let r = &rule.rule;
+            let patterns: Vec<serde_json::Value> = policy
+                .pattern_reports(rule)
+                .into_iter()
+                .map(|p| {
+                    let hosts: Vec<serde_json::Value> = p
+                        .hosts
+                        .iter()
+                        .map(|(name, keys)| {
+                            json!({
+                                "name": name,
+                                "host_keys": keys.keys.keys().collect::<Vec<_>>(),
+                                "cas": keys.cas.keys().collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect();
+                    json!({"field": p.field, "pattern": p.pattern, "hosts": hosts})
+                })
+                .collect();
+            json!({
+                "key": rule.label(),
+                "line": r.line,
+                "fingerprints": rule.fingerprints,
+                "forward_through": r.forward_through,
+                "use_for": r.use_for,
+                "sign": r.sign,
+                "confirm": r.confirm.unwrap_or(file.defaults.confirm).as_str(),
+                "lifetime_seconds": r.lifetime.map(|d| d.as_secs()),
+                "patterns": patterns,
+            })
+        })
+        .collect();
+    json!({
+        "policy": policy.path(),
+        "unrestricted": false,
+        "defaults": {
+            "forward": match file.defaults.forward {
+                airlock_policy::ForwardDefault::Deny => "deny",
+                airlock_policy::ForwardDefault::Allow => "allow",
+            },
+            "confirm": file.defaults.confirm.as_str(),
+        },
+        "keys": keys,
+        "warnings": policy.warnings(),
+    })
 }
 
 fn print(text: &str) -> anyhow::Result<()> {
