@@ -32,40 +32,36 @@ fn main() -> ExitCode {
     match commands::run(cli.command) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("airlock: error: {}", plain(&format!("{err:#}")));
+            eprintln!("airlock: error: {}", commands::error_text(&err));
             ExitCode::from(1)
         }
     }
 }
 
-/// An error chain in the user's words: the standard library's `(os error N)` suffixes and
-/// `entity not found` are Rust's, not the user's.
-fn plain(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find(" (os error ") {
-        let (before, after) = rest.split_at(at);
-        out.push_str(before);
-        match after.find(')') {
-            Some(end) => rest = &after[end + 1..],
-            None => {
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out.replace("entity not found", "not found")
-}
-
 #[cfg(test)]
 mod tests {
+    use super::commands::{error_text, plain};
+
     #[test]
     fn errors_without_rust_internals() {
         assert_eq!(
-            super::plain("cannot read /x: No such file or directory (os error 2)"),
+            plain("cannot read /x: No such file or directory (os error 2)"),
             "cannot read /x: No such file or directory"
         );
-        assert_eq!(super::plain("/y: entity not found"), "/y: not found");
-        assert_eq!(super::plain("a (os error 13): b"), "a: b");
+        assert_eq!(plain("/y: entity not found"), "/y: not found");
+        assert_eq!(plain("a (os error 13): b"), "a: b");
+    }
+
+    #[test]
+    fn a_cause_already_said_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let err = anyhow::Error::new(io).context(format!(
+            "cannot read /missing: {}",
+            super::commands::io_reason(&std::io::Error::from_raw_os_error(2))
+        ));
+        assert_eq!(
+            error_text(&err),
+            "cannot read /missing: No such file or directory"
+        );
     }
 }

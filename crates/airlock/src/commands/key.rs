@@ -17,10 +17,6 @@ use tracing::{debug, warn};
 
 use crate::paths;
 
-/// `SSH_AUTH_SOCK`, OpenSSH's agent socket variable; `key load` honours it like `ssh-add`.
-/// (`paths` names the `AIRLOCK_*` variables; this one belongs to OpenSSH.)
-const ENV_SSH_AUTH_SOCK: &str = "SSH_AUTH_SOCK";
-
 /// Arguments of `airlock key`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -215,15 +211,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `--socket`, else `$SSH_AUTH_SOCK`, else the airlock agent's default socket.
+/// `--socket`, else the agent the user's shell names ([`paths::user_agent_socket`]).
 fn agent_socket(flag: Option<&Path>) -> PathBuf {
-    if let Some(path) = flag {
-        return path.to_owned();
-    }
-    match std::env::var_os(ENV_SSH_AUTH_SOCK) {
-        Some(sock) if !sock.is_empty() => PathBuf::from(sock),
-        _ => paths::agent_socket(),
-    }
+    flag.map_or_else(paths::user_agent_socket, Path::to_owned)
 }
 
 /// How to get the passphrase of an existing encrypted key: the file if given, else the

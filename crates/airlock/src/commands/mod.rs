@@ -56,11 +56,40 @@ pub fn confirm(question: &str) -> anyhow::Result<Option<bool>> {
 
 /// An I/O error in the user's words: the system's message without Rust's `(os error N)`.
 pub fn io_reason(error: &std::io::Error) -> String {
-    let text = error.to_string();
-    match (error.raw_os_error(), text.rfind(" (os error ")) {
-        (Some(_), Some(at)) => text.get(..at).unwrap_or(&text).to_owned(),
-        _ => text,
+    plain(&error.to_string())
+}
+
+/// Text in the user's words: the standard library's `(os error N)` suffixes and `entity not
+/// found` are Rust's, not the user's.
+pub fn plain(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(" (os error ") {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        rest = after
+            .find(')')
+            .map_or("", |end| after.get(end + 1..).unwrap_or(""));
     }
+    out.push_str(rest);
+    out.replace("entity not found", "not found")
+}
+
+/// An error and its causes as one line, in the user's words, each cause said once (a cause
+/// whose text the message already holds is left out).
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = plain(&cause.to_string());
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Dispatch a parsed command.
