@@ -159,9 +159,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if detach {
         // What the detached agent would find wrong is said here, before it detaches, as
         // ssh-agent does: a broken policy file (file:line), an audit log that cannot be opened.
+        // Building the gate also says, once, when there is no policy (the detached agent logs
+        // nowhere a user sees).
         drop(args.policy.gate()?);
-        // The detached agent logs nowhere a user sees: say it here, once.
-        args.policy.notice_if_unrestricted();
         // The child binds again on the same path: hand it over.
         drop(listener);
         let _ = std::fs::remove_file(&socket);
