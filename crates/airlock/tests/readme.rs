@@ -16,6 +16,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -138,7 +139,7 @@ fn the_runnable_examples_run_as_written() {
          trap 'if [ -n \"${SSH_AGENT_PID:-}\" ]; then kill \"$SSH_AGENT_PID\"; fi' EXIT\n",
     );
     for b in sh_blocks().iter().filter(|b| b.tag.is_empty()) {
-        script.push_str(&format!("# README.md:{}\n{}", b.line, b.body));
+        let _ = write!(script, "# README.md:{}\n{}", b.line, b.body);
     }
     let bin = Path::new(common::EXE).parent().unwrap();
     let path = format!(
