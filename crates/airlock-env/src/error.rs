@@ -18,13 +18,13 @@ pub enum EnvError {
     #[error(transparent)]
     FsErr(#[from] std::io::Error),
     /// `environment.yml` is not valid.
-    #[error("{path}:{line}: field `{field}`: {message}")]
+    #[error("{}: {message}", yaml_place(path, *line, field))]
     EnvironmentYaml {
         /// The file.
         path: PathBuf,
         /// 1-based line number (0 when unknown).
         line: usize,
-        /// The field, e.g. `dependencies[2]`.
+        /// The field, e.g. `dependencies[2]` (empty: the file as a whole).
         field: String,
         /// What is wrong.
         message: String,
@@ -181,3 +181,16 @@ impl EnvError {
 
 /// The result type of this crate.
 pub type Result<T, E = EnvError> = std::result::Result<T, E>;
+
+/// `FILE:LINE: field `F``, leaving out what is unknown (line 0, no field).
+fn yaml_place(path: &std::path::Path, line: usize, field: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = path.display().to_string();
+    if line > 0 {
+        let _ = write!(out, ":{line}");
+    }
+    if !field.is_empty() {
+        let _ = write!(out, ": field `{field}`");
+    }
+    out
+}

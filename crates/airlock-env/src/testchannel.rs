@@ -407,48 +407,73 @@ fn set_mode(_path: &Path, _mode: u32) -> Result<()> {
 }
 
 /// Writes `repodata.json` for every subdir of the channel in `dir` (and an empty `noarch`
-/// index when there is none, which conda clients expect).
-pub async fn index_channel(dir: &Path) -> Result<()> {
-    let err = |message: String| EnvError::Channel {
-        path: dir.to_path_buf(),
+/// index when there is none, which conda clients expect), as `conda index` does: each
+/// package's `info/index.json` with the archive's size, SHA-256 and MD5, under its file name.
+pub fn index_channel(dir: &Path) -> Result<()> {
+    use rattler_conda_types::PackageRecord;
+    use rattler_conda_types::package::IndexJson;
+    let err = |path: &Path, message: String| EnvError::Channel {
+        path: path.to_path_buf(),
         message,
     };
     fs_err::create_dir_all(dir.join("noarch"))?;
-    Box::pin(rattler_index::index_fs(rattler_index::IndexFsConfig {
-        channel: dir.to_path_buf(),
-        target_platform: None,
-        repodata_patch: None,
-        write_zst: false,
-        write_shards: false,
-        repodata_revisions: Vec::new(),
-        package_revision_assignment: rattler_index::PackageRevisionAssignment::default(),
-        force: true,
-        max_parallel: 4,
-        multi_progress: None,
-    }))
-    .await
-    .map_err(|e| err(format!("{e:#}")))
+    for subdir in fs_err::read_dir(dir)? {
+        let subdir = subdir?;
+        if !subdir.file_type()?.is_dir() {
+            continue;
+        }
+        let mut packages = serde_json::Map::new();
+        let mut conda_packages = serde_json::Map::new();
+        let mut files: Vec<PathBuf> = fs_err::read_dir(subdir.path())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        files.sort();
+        for path in files {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let table = match rattler_conda_types::package::CondaArchiveType::try_from(&path) {
+                Some(rattler_conda_types::package::CondaArchiveType::Conda) => &mut conda_packages,
+                Some(rattler_conda_types::package::CondaArchiveType::TarBz2) => &mut packages,
+                None => continue,
+            };
+            let index: IndexJson = rattler_package_streaming::seek::read_package_file(&path)
+                .map_err(|e| err(&path, format!("cannot read info/index.json: {e}")))?;
+            let bytes = fs_err::read(&path)?;
+            let record = PackageRecord::from_index_json(
+                index,
+                Some(bytes.len() as u64),
+                Some(rattler_digest::compute_bytes_digest::<Sha256>(&bytes)),
+                Some(rattler_digest::compute_bytes_digest::<rattler_digest::Md5>(
+                    &bytes,
+                )),
+            )
+            .map_err(|e| err(&path, e.to_string()))?;
+            let value = serde_json::to_value(&record).map_err(|e| err(&path, e.to_string()))?;
+            table.insert(name, value);
+        }
+        let repodata = json!({
+            "info": { "subdir": subdir.file_name().to_string_lossy() },
+            "packages": packages,
+            "packages.conda": conda_packages,
+            "removed": [],
+            "repodata_version": 1,
+        });
+        let text = serde_json::to_string_pretty(&repodata)
+            .map_err(|e| err(&subdir.path(), e.to_string()))?;
+        fs_err::write(subdir.path().join("repodata.json"), text)?;
+    }
+    Ok(())
 }
 
-/// Builds `packages` into `dir` and indexes it. Runs its own runtime on a separate thread, so it
-/// can be called from synchronous code and from inside another runtime alike.
+/// Builds `packages` into `dir` and indexes it.
 pub fn build_channel(dir: &Path, packages: &[PackageBuild]) -> Result<Url> {
     fs_err::create_dir_all(dir)?;
     for package in packages {
         package.write_into(dir)?;
     }
-    let dir_owned = dir.to_path_buf();
-    let handle = std::thread::spawn(move || -> Result<()> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| EnvError::io(&dir_owned, e))?;
-        runtime.block_on(index_channel(&dir_owned))
-    });
-    handle.join().map_err(|_| EnvError::Channel {
-        path: dir.to_path_buf(),
-        message: "the indexing thread panicked".to_owned(),
-    })??;
+    index_channel(dir)?;
     let canonical = fs_err::canonicalize(dir)?;
     Url::from_directory_path(&canonical).map_err(|()| EnvError::Channel {
         path: canonical.clone(),

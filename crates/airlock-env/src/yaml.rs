@@ -45,13 +45,8 @@ impl EnvironmentFile {
             field: field.to_owned(),
             message,
         };
-        let root: Value = serde_yaml::from_str(text).map_err(|e| {
-            err(
-                e.location().map_or(0, |l| l.line()),
-                "(document)",
-                e.to_string(),
-            )
-        })?;
+        let root: Value = serde_yaml::from_str(text)
+            .map_err(|e| err(e.location().map_or(0, |l| l.line()), "", e.to_string()))?;
         let mut out = Self {
             path: path.to_path_buf(),
             ..Self::default()
@@ -60,15 +55,11 @@ impl EnvironmentFile {
             if root.is_null() {
                 return Ok(out);
             }
-            return Err(err(
-                1,
-                "(document)",
-                "expected a mapping with `dependencies:`".into(),
-            ));
+            return Err(err(1, "", "expected a mapping with `dependencies:`".into()));
         };
         for (key, value) in &map {
             let Some(key) = key.as_str() else {
-                return Err(err(0, "(document)", "keys must be strings".into()));
+                return Err(err(0, "", "keys must be strings".into()));
             };
             let key_line = top_level_line(text, key);
             match key {

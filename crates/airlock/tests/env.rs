@@ -1089,6 +1089,10 @@ fn malformed_environment_yml_names_file_line_and_field() {
     );
     let err = s.fails(&["env", "create", "-f", yml.to_str().unwrap()]);
     assert!(err.contains("syntax.yml:"), "{err}");
+    assert!(
+        !err.contains("(document)") && !err.contains("field ``"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
 }
 
