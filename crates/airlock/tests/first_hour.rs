@@ -110,6 +110,28 @@ fn every_eval_starts_an_agent_and_reuse_shares_one() {
         .arg("-l"));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     kill(pa);
+    common::eventually("the shared agent to stop", || {
+        !std::path::Path::new(&sa).exists()
+    });
+
+    // `airlock agent COMMAND`: a socket of its own, even when the shared name is free.
+    let out = ok(home.command(EXE).args([
+        "agent",
+        "sh",
+        "-c",
+        "echo \"$SSH_AUTH_SOCK\"; ssh-add -l >/dev/null; echo $?",
+    ]));
+    let mut lines = out.lines();
+    let sock = lines.next().unwrap();
+    assert!(
+        sock.contains("/airlock/agent.") && !sock.ends_with("/airlock/agent.sock"),
+        "{out}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some("1"),
+        "the command reaches its agent: {out}"
+    );
 }
 
 #[test]

@@ -153,7 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .flatten();
                 (l, socket, owned)
             }
-            (None, None) => bind_own_socket()?,
+            (None, None) => bind_own_socket(!args.command.is_empty())?,
         };
 
     if detach {
@@ -291,9 +291,13 @@ fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
 /// Bind the agent's own socket when no `-a` was given: `$AIRLOCK_AGENT_SOCK` (an agent
 /// listening there already is an error), else `$XDG_RUNTIME_DIR/airlock/agent.sock` when no
 /// agent listens there, else a new name beside it; with no runtime directory, a fresh private
-/// directory in $TMPDIR or /tmp, as ssh-agent does. Returns the directory to remove at exit, if any.
-fn bind_own_socket() -> anyhow::Result<(StdListener, PathBuf, Option<PathBuf>)> {
-    if let Some(shared) = std::env::var_os(paths::ENV_AGENT_SOCK).filter(|s| !s.is_empty()) {
+/// directory in $TMPDIR or /tmp, as ssh-agent does. `fresh` (an agent for one command): never
+/// the shared names, always a new one. Returns the directory to remove at exit, if any.
+fn bind_own_socket(fresh: bool) -> anyhow::Result<(StdListener, PathBuf, Option<PathBuf>)> {
+    if let Some(shared) = std::env::var_os(paths::ENV_AGENT_SOCK)
+        .filter(|s| !s.is_empty())
+        .filter(|_| !fresh)
+    {
         let socket = absolute(Path::new(&shared))?;
         let (l, _) = bind(&socket, false)?;
         return Ok((l, socket, None));
@@ -302,7 +306,7 @@ fn bind_own_socket() -> anyhow::Result<(StdListener, PathBuf, Option<PathBuf>)> 
         let dir = runtime.join("airlock");
         let created = private_dir(&dir)?;
         let usual = dir.join("agent.sock");
-        if let Ok((l, _)) = bind(&usual, false) {
+        if !fresh && let Ok((l, _)) = bind(&usual, false) {
             return Ok((l, usual, created));
         }
         let socket = dir.join(format!("agent.{}.sock", random_name()));

@@ -86,8 +86,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.approve_in_terminal {
             child.push("--approve-in-terminal".into());
         }
+        // What the detached guard would find wrong is said here, before it detaches (and,
+        // once, that there is no policy), as for the agent.
         args.policy.check_named_file()?;
-        args.policy.notice_if_unrestricted();
+        drop(args.policy.gate()?);
         return start_detached(&child, &socket, csh);
     }
     harden();

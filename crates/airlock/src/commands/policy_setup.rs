@@ -65,14 +65,6 @@ impl PolicyArgs {
         Ok(())
     }
 
-    /// Say once, on stderr, when there is no policy and forwarding is therefore unrestricted.
-    pub fn notice_if_unrestricted(&self) {
-        let file = self.policy_file();
-        if !file.exists() {
-            eprintln!("airlock: {}", airlock_policy::unrestricted_message(&file));
-        }
-    }
-
     /// The gate: askpass from the environment, the policy (re-read when it changes) and the
     /// audit log.
     pub fn gate(&self) -> anyhow::Result<Gate> {
