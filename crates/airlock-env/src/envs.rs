@@ -164,7 +164,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| EnvError::io(path, std::io::Error::other("no parent directory")))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| EnvError::io(dir, e))?;
+    // Created 0666 less the umask, as conda and pixi write these files (history, locks,
+    // environments.txt): they are meant for the team, not secrets.
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| EnvError::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| EnvError::io(path, e))?;
     tmp.as_file()
         .sync_all()

@@ -108,7 +108,7 @@ fn warn_once(message: String) {
         }
         said.push(message.clone());
     }
-    eprintln!("airlock: {message}");
+    tracing::warn!("{message}");
 }
 
 /// What the cache check before an install found.
@@ -231,8 +231,8 @@ fn notice_copies(prefix: &Path, shown_prefix: &Path, caches: &[PathBuf]) {
         .iter()
         .find(|c| fs_err::metadata(c).is_ok_and(|m| m.dev() != target));
     if let Some(cache) = other {
-        eprintln!(
-            "airlock: the package cache {} is on another filesystem than {}: files are copied, not hard-linked",
+        tracing::warn!(
+            "the package cache {} is on another filesystem than {}: files are copied, not hard-linked",
             cache.display(),
             shown_prefix.display()
         );
@@ -249,8 +249,8 @@ fn notice_copies(prefix: &Path, shown_prefix: &Path, caches: &[PathBuf]) {
             .iter()
             .find(|c| fs_err::metadata(c).is_ok_and(|m| m.uid() != me.as_raw()))
     {
-        eprintln!(
-            "airlock: the package cache {} belongs to another user: the kernel does not let you hard-link its files (fs.protected_hardlinks), so they are copied into {}",
+        tracing::warn!(
+            "the package cache {} belongs to another user: the kernel does not let you hard-link its files (fs.protected_hardlinks), so they are copied into {}",
             cache.display(),
             shown_prefix.display()
         );

@@ -18,8 +18,24 @@ pub fn colour_on_stderr() -> bool {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// `-q`: only errors on stderr.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `-q` was given.
+pub fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Say what a command did, as `airlock: ...` on stderr, unless `-q`.
+pub fn say(message: &str) {
+    if !quiet() {
+        eprintln!("airlock: {message}");
+    }
+}
+
 /// Install the subscriber: `-v`/`-q` pick the level, `RUST_LOG` overrides.
 pub fn init(verbose: u8, quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",

@@ -1096,6 +1096,56 @@ fn malformed_environment_yml_names_file_line_and_field() {
     assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
 }
 
+/// Issue 23 (in part): `-q` silences what env commands say, and the files of an environment
+/// that are meant for everyone (`conda-meta/history`, a lock) follow the umask, as conda's do.
+#[test]
+fn quiet_env_commands_say_nothing_and_shared_files_follow_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = Sandbox::new();
+    let under_umask = |umask: &str, args: &[&str]| {
+        let mut cmd = s.command_of("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_airlock"))
+            .args(args);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        out
+    };
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let out = under_umask("022", &["-q", "env", "create", "-n", "q", "hello"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "-q: nothing on stderr"
+    );
+    assert_eq!(mode(&s.prefix("q").join("conda-meta/history")), 0o644);
+    let out = under_umask("027", &["env", "create", "-n", "r", "hello"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("airlock: created"), "{said}");
+    assert_eq!(mode(&s.prefix("r").join("conda-meta/history")), 0o640);
+    let yml = s.write("q.yml", "name: q\ndependencies:\n  - hello\n");
+    let lock = s.path("work").join("q.lock");
+    let out = under_umask(
+        "022",
+        &[
+            "-q",
+            "env",
+            "lock",
+            "-f",
+            yml.to_str().unwrap(),
+            "-o",
+            lock.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "-q: nothing on stderr"
+    );
+    assert_eq!(mode(&lock), 0o644);
+}
+
 #[test]
 fn unsatisfiable_specs_name_the_conflict() {
     let s = Sandbox::new();

@@ -348,14 +348,14 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
                 cuda,
                 force,
                 command_line: command_line(),
-                progress: true,
+                progress: !crate::logging::quiet(),
             };
             let prefix = runtime()?.block_on(ops::create(&settings, &request))?;
-            eprintln!("airlock: created {}", prefix.display());
-            eprintln!(
-                "airlock: activate with: eval \"$(airlock env shell-hook -p {})\"",
+            crate::logging::say(&format!("created {}", prefix.display()));
+            crate::logging::say(&format!(
+                "activate with: eval \"$(airlock env shell-hook -p {})\"",
                 prefix.display()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::List { json } => {
@@ -398,14 +398,14 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
                         prefix.display()
                     ),
                     Some(false) => {
-                        eprintln!("airlock: nothing removed");
+                        crate::logging::say("nothing removed");
                         return Ok(ExitCode::from(1));
                     }
                     Some(true) => {}
                 }
             }
             envs::remove(&settings, &prefix)?;
-            eprintln!("airlock: removed {}", prefix.display());
+            crate::logging::say(&format!("removed {}", prefix.display()));
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::Export {
@@ -464,7 +464,7 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
                 output,
             };
             let path = runtime()?.block_on(ops::lock(&settings, &request))?;
-            eprintln!("airlock: wrote {}", path.display());
+            crate::logging::say(&format!("wrote {}", path.display()));
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::Install {
@@ -479,10 +479,10 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
                 platform: platform(platform_text.as_deref())?,
                 force,
                 command_line: command_line(),
-                progress: true,
+                progress: !crate::logging::quiet(),
             };
             let prefix = runtime()?.block_on(ops::install_lock(&settings, &request))?;
-            eprintln!("airlock: installed {}", prefix.display());
+            crate::logging::say(&format!("installed {}", prefix.display()));
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::Update {
@@ -504,10 +504,10 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
                 cuda,
                 force: false,
                 command_line: command_line(),
-                progress: true,
+                progress: !crate::logging::quiet(),
             };
             let prefix = runtime()?.block_on(ops::update(&settings, &request))?;
-            eprintln!("airlock: updated {}", prefix.display());
+            crate::logging::say(&format!("updated {}", prefix.display()));
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::Run { target, command } => {
@@ -526,11 +526,11 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "/bin/sh".into());
             if std::io::stdin().is_terminal() {
-                eprintln!(
-                    "airlock: a shell in {} ({}); `exit` leaves it",
+                crate::logging::say(&format!(
+                    "a shell in {} ({}); `exit` leaves it",
                     display_name(&target),
                     prefix.display()
-                );
+                ));
             }
             let code = activate::run(&prefix, &shell, &[])?;
             Ok(exit_code(code))
@@ -543,10 +543,10 @@ fn run_command(args: Args) -> anyhow::Result<ExitCode> {
             for path in &removed {
                 writeln!(out, "{}", path.display())?;
             }
-            eprintln!(
-                "airlock: removed {} unused package(s) from the cache",
+            crate::logging::say(&format!(
+                "removed {} unused package(s) from the cache",
                 removed.len()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::ShellHook { target, shell } => {
