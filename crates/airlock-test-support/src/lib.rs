@@ -11,6 +11,7 @@
 //! - [`generate_key`] / [`ssh_keygen`]: user keys made by the real `ssh-keygen`.
 //! - [`OpenSshAgent`]: the reference `ssh-agent -D -a SOCKET`.
 //! - [`on_terminal`]: a command on a pseudo-terminal, its prompts answered.
+//! - [`nss_wrapper_env`]: a passwd entry for this uid with the test's home, for `ssh`'s `~`.
 //! - [`Chain`]: several sshds named `node-a`, `node-b`, ... and a client config naming them, for
 //!   laptop → node-a → node-b tests with a forwarded agent.
 //!
@@ -63,6 +64,7 @@ mod chain;
 mod error;
 mod home;
 mod keygen;
+mod nss;
 mod process;
 mod sshd;
 mod terminal;
@@ -73,5 +75,6 @@ pub use chain::{Chain, shell_word};
 pub use error::{Error, Result};
 pub use home::Home;
 pub use keygen::{KeyPair, KeyType, generate_key, generate_key_with_passphrase, ssh_keygen};
+pub use nss::{nss_wrapper, nss_wrapper_env};
 pub use sshd::{SSHD_PATH, Sshd, SshdBuilder, client_defaults};
 pub use terminal::on_terminal;

@@ -17,10 +17,10 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
-use airlock_test_support::{Home, KeyType, Sshd, generate_key};
+use airlock_test_support::{Home, KeyType, Sshd, generate_key, nss_wrapper, nss_wrapper_env};
 
 const README: &str = include_str!("../../../README.md");
 
@@ -87,19 +87,6 @@ fn every_shell_example_runs_or_says_why_not() {
     );
 }
 
-fn nss_wrapper() -> PathBuf {
-    [
-        "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so",
-        "/usr/lib/aarch64-linux-gnu/libnss_wrapper.so",
-        "/usr/lib64/libnss_wrapper.so",
-        "/usr/lib/libnss_wrapper.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .expect("the README test needs nss_wrapper: apt-get install libnss-wrapper")
-}
-
 #[test]
 fn the_runnable_examples_run_as_written() {
     let home = Home::new().unwrap();
@@ -118,21 +105,11 @@ fn the_runnable_examples_run_as_written() {
     ))
     .unwrap();
     // A passwd entry for this uid whose home is the test's, for ssh.
-    let uid = nix::unistd::getuid();
-    let gid = nix::unistd::getgid();
-    let passwd = home
-        .write_file(
-            "nss/passwd",
-            format!(
-                "{}:x:{uid}:{gid}:Airlock Test:{}:/bin/sh\n",
-                server.user(),
-                home.path().display()
-            ),
-        )
-        .unwrap();
-    let group = home
-        .write_file("nss/group", format!("{}:x:{gid}:\n", server.user()))
-        .unwrap();
+    let lib =
+        nss_wrapper().expect("the README test needs nss_wrapper: apt-get install libnss-wrapper");
+    let nss_dir = home.path().join("nss");
+    std::fs::create_dir(&nss_dir).unwrap();
+    let nss = nss_wrapper_env(&lib, &nss_dir, server.user(), home.path()).unwrap();
 
     let mut script = String::from(
         "set -eu\n# Whatever agent the examples leave running is stopped at the end.\n\
@@ -152,9 +129,7 @@ fn the_runnable_examples_run_as_written() {
         .arg("-c")
         .arg(&script)
         .env("PATH", path)
-        .env("LD_PRELOAD", nss_wrapper())
-        .env("NSS_WRAPPER_PASSWD", &passwd)
-        .env("NSS_WRAPPER_GROUP", &group)
+        .envs(nss)
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -15,23 +15,12 @@
     reason = "test code: a failed setup step should fail the test"
 )]
 
+use airlock_test_support::{nss_wrapper, nss_wrapper_env};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ssh_config_corpus");
-
-fn nss_wrapper() -> Option<PathBuf> {
-    [
-        "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so",
-        "/usr/lib/aarch64-linux-gnu/libnss_wrapper.so",
-        "/usr/lib64/libnss_wrapper.so",
-        "/usr/lib/libnss_wrapper.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-}
 
 fn require_nss_wrapper(what: &str) -> Option<PathBuf> {
     let found = nss_wrapper();
@@ -60,17 +49,6 @@ impl Sandbox {
         let home = root.join("home");
         std::fs::create_dir_all(home.join(".ssh")).unwrap();
         set_mode(&home.join(".ssh"), 0o700);
-        let uid = nix::unistd::getuid();
-        let gid = nix::unistd::getgid();
-        std::fs::write(
-            root.join("passwd"),
-            format!(
-                "airtest:x:{uid}:{gid}:Airlock Test:{}:/bin/sh\n",
-                home.display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(root.join("group"), format!("airtest:x:{gid}:\n")).unwrap();
         let mut env = vec![
             ("HOME".to_owned(), home.display().to_string()),
             (
@@ -87,15 +65,11 @@ impl Sandbox {
             ),
         ];
         if let Some(lib) = nss_wrapper() {
-            env.push(("LD_PRELOAD".into(), lib.display().to_string()));
-            env.push((
-                "NSS_WRAPPER_PASSWD".into(),
-                root.join("passwd").display().to_string(),
-            ));
-            env.push((
-                "NSS_WRAPPER_GROUP".into(),
-                root.join("group").display().to_string(),
-            ));
+            let vars = nss_wrapper_env(&lib, &root, "airtest", &home).unwrap();
+            env.extend(
+                vars.into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.display().to_string())),
+            );
         }
         Self {
             _tmp: tmp,
